@@ -1,0 +1,588 @@
+//! Typed settings of the whole stack.
+//!
+//! One file describes every service, so one configuration can be shared by all
+//! four processes. Layers, later ones winning:
+//!
+//! 1. `config/default.toml` (the directory is `CHATBOT_CONFIG_DIR`, default
+//!    `config`);
+//! 2. the environment file `config/<CHATBOT_ENV>.toml` when `CHATBOT_ENV` is set,
+//!    or the file named by `CHATBOT_CONFIG_FILE`;
+//! 3. variables `CHATBOT__SECTION__KEY`, for example `CHATBOT__DATABASE__URL`.
+//!
+//! Unknown keys are rejected, so a typo fails start-up with the key named.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// Every setting of the stack; each service reads the sections it needs.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Logging.
+    pub log: LogSettings,
+    /// The public gateway.
+    pub gateway: GatewaySettings,
+    /// The chat service.
+    pub chat: ChatSettings,
+    /// The session service.
+    pub session: SessionSettings,
+    /// The health aggregator.
+    pub aggregator: AggregatorSettings,
+    /// PostgreSQL, used by chat.
+    pub database: DatabaseSettings,
+    /// Redis, used by session.
+    pub redis: RedisSettings,
+    /// The Ollama API, used by chat.
+    pub ollama: OllamaSettings,
+    /// The optional n8n webhook for urgent messages.
+    pub n8n: N8nSettings,
+}
+
+/// A failure to load the configuration: one line naming the key and problem.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Loads the layered configuration from the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        let dir = std::env::var_os("CHATBOT_CONFIG_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        let env_file = match std::env::var_os("CHATBOT_CONFIG_FILE") {
+            Some(file) => Some(PathBuf::from(file)),
+            None => std::env::var("CHATBOT_ENV")
+                .ok()
+                .filter(|e| !e.is_empty())
+                .map(|e| dir.join(format!("{e}.toml"))),
+        };
+        Self::from_figment(Self::figment(&dir, env_file.as_deref())?)
+    }
+
+    /// The layered sources, without extracting them.
+    pub fn figment(dir: &Path, env_file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::new().merge(Toml::file(dir.join("default.toml")));
+        if let Some(file) = env_file {
+            if !file.exists() {
+                return Err(ConfigError(format!(
+                    "environment file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        Ok(figment.merge(Env::prefixed("CHATBOT__").split("__")))
+    }
+
+    /// Extracts and validates settings from a figment.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Settings = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if self.chat.max_message_chars == 0 {
+            return fail("chat.max_message_chars", "must be at least 1");
+        }
+        if self.session.max_turns == 0 {
+            return fail("session.max_turns", "must be at least 1");
+        }
+        if self.session.idle_timeout_secs == 0 {
+            return fail("session.idle_timeout_secs", "must be at least 1");
+        }
+        if self.gateway.max_body_bytes < 64 {
+            return fail("gateway.max_body_bytes", "must be at least 64");
+        }
+        if self.n8n.enabled && self.n8n.webhook_url.expose().is_empty() {
+            return fail("n8n.webhook_url", "is required when n8n.enabled = true");
+        }
+        if self.chat.model.is_empty() {
+            return fail("chat.model", "must not be empty");
+        }
+        Ok(())
+    }
+}
+
+fn one_line(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            if key.is_empty() {
+                format!("{}{source}", e.kind)
+            } else {
+                format!("{key}: {}{source}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A string that never prints: connection URLs with passwords, webhook tokens.
+#[derive(Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// A `tracing` filter: a level, or per-target levels such as
+    /// `info,chat=debug,tokio_postgres=warn`. `RUST_LOG` overrides it.
+    pub level: String,
+    /// `json` (default) or `pretty` for people reading a terminal.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object a line.
+    Json,
+    /// Human-readable text.
+    Pretty,
+}
+
+/// Settings every service shares: where it listens and how it stops.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind; `127.0.0.1` by default.
+    #[serde(default = "localhost")]
+    pub host: IpAddr,
+    /// Port; 0 picks a free one (tests), and the real one is logged.
+    pub port: u16,
+    /// Worker threads; 0 means one a CPU core.
+    #[serde(default)]
+    pub workers: usize,
+    /// How long shutdown waits for in-flight requests, in seconds.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn localhost() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+fn default_grace() -> u64 {
+    30
+}
+
+impl ServerSettings {
+    /// Listening on `127.0.0.1:port` with default workers and grace.
+    pub const fn on(port: u16) -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port,
+            workers: 0,
+            shutdown_grace_secs: 30,
+        }
+    }
+
+    /// The socket address to bind.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.host, self.port)
+    }
+}
+
+/// The public gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// Listener.
+    pub server: ServerSettings,
+    /// Base URL of the chat service.
+    pub chat_url: String,
+    /// Base URL of the session service.
+    pub session_url: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Timeout of a non-streamed call to chat or session, in seconds. Streams
+    /// are bounded by chat's own LLM timeouts instead.
+    pub upstream_timeout_secs: u64,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::on(3001),
+            chat_url: "http://127.0.0.1:3002".into(),
+            session_url: "http://127.0.0.1:3003".into(),
+            max_body_bytes: 64 * 1024,
+            upstream_timeout_secs: 180,
+        }
+    }
+}
+
+/// The chat service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatSettings {
+    /// Listener.
+    pub server: ServerSettings,
+    /// Base URL of the session service.
+    pub session_url: String,
+    /// The Ollama model to chat with.
+    pub model: String,
+    /// System prompt sent first in every conversation.
+    pub system_prompt: String,
+    /// Longest accepted message, in Unicode characters.
+    pub max_message_chars: usize,
+    /// How many earlier turns are sent to the model as context.
+    pub history_turns: usize,
+    /// LLM call timeouts.
+    pub timeouts: LlmTimeouts,
+    /// Keyword rules for type and urgency.
+    pub classification: ClassificationSettings,
+    /// Exchanges whose database write failed wait here for a retry; past this
+    /// many, new failures are logged and counted instead.
+    pub write_retry_queue: usize,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::on(3002),
+            session_url: "http://127.0.0.1:3003".into(),
+            model: "llama3.2:1b".into(),
+            system_prompt: "You are a helpful, concise customer-support assistant.".into(),
+            max_message_chars: 4000,
+            history_turns: 10,
+            timeouts: LlmTimeouts::default(),
+            classification: ClassificationSettings::default(),
+            write_retry_queue: 10_000,
+        }
+    }
+}
+
+/// Timeouts of one LLM call, in milliseconds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmTimeouts {
+    /// Establishing the TCP connection.
+    pub connect_ms: u64,
+    /// From sending the request to the first token.
+    pub first_token_ms: u64,
+    /// The whole call.
+    pub total_ms: u64,
+}
+
+impl Default for LlmTimeouts {
+    fn default() -> Self {
+        Self {
+            connect_ms: 2_000,
+            first_token_ms: 30_000,
+            total_ms: 120_000,
+        }
+    }
+}
+
+impl LlmTimeouts {
+    /// Connect timeout.
+    pub fn connect(&self) -> Duration {
+        Duration::from_millis(self.connect_ms)
+    }
+    /// Time-to-first-token timeout.
+    pub fn first_token(&self) -> Duration {
+        Duration::from_millis(self.first_token_ms)
+    }
+    /// Whole-call timeout.
+    pub fn total(&self) -> Duration {
+        Duration::from_millis(self.total_ms)
+    }
+}
+
+/// Keyword rules. A message's type is the first rule with a keyword in it, or
+/// `other`; urgency is `HIGH` if any high keyword occurs, else `LOW` if any low
+/// keyword occurs, else `NORMAL`. Matching ignores case and whole-word
+/// boundaries are not required for multi-word keywords.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClassificationSettings {
+    /// Rules in priority order.
+    pub types: Vec<TypeRule>,
+    /// Keywords that make a message `HIGH` urgency.
+    pub high_urgency: Vec<String>,
+    /// Keywords that make a message `LOW` urgency.
+    pub low_urgency: Vec<String>,
+}
+
+/// One type rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypeRule {
+    /// The type: one of question, complaint, request, greeting, feedback.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Keywords (case-insensitive).
+    pub keywords: Vec<String>,
+}
+
+impl Default for ClassificationSettings {
+    fn default() -> Self {
+        let rule = |kind: &str, words: &[&str]| TypeRule {
+            kind: kind.into(),
+            keywords: words.iter().map(|w| (*w).to_owned()).collect(),
+        };
+        let words = |w: &[&str]| w.iter().map(|w| (*w).to_owned()).collect();
+        Self {
+            types: vec![
+                rule(
+                    "complaint",
+                    &["complaint", "broken", "not working", "terrible", "angry", "refund"],
+                ),
+                rule("request", &["please", "can you", "could you", "i need", "i want"]),
+                rule("feedback", &["feedback", "suggestion", "love", "great job"]),
+                rule("greeting", &["hello", "hi", "hey", "good morning", "good evening"]),
+                rule("question", &["?", "how", "what", "why", "when", "where", "who"]),
+            ],
+            high_urgency: words(&["urgent", "asap", "emergency", "immediately", "outage", "down"]),
+            low_urgency: words(&["whenever", "no rush", "low priority", "just curious"]),
+        }
+    }
+}
+
+/// The session service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionSettings {
+    /// Listener.
+    pub server: ServerSettings,
+    /// A session not touched for this long expires, in seconds.
+    pub idle_timeout_secs: u64,
+    /// Most turns kept per session; older ones are dropped.
+    pub max_turns: usize,
+    /// Prefix of every Redis key, so several deployments can share a server.
+    pub key_prefix: String,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::on(3003),
+            idle_timeout_secs: 30 * 60,
+            max_turns: 50,
+            key_prefix: "chatbot:".into(),
+        }
+    }
+}
+
+/// The health aggregator.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregatorSettings {
+    /// Listener.
+    pub server: ServerSettings,
+    /// Seconds between two rounds of checks.
+    pub interval_secs: u64,
+    /// Per-check timeout, in seconds.
+    pub timeout_secs: u64,
+    /// Services whose `/readyz` is polled: name to base URL.
+    pub services: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for AggregatorSettings {
+    fn default() -> Self {
+        let services = [
+            ("gateway", "http://127.0.0.1:3001"),
+            ("chat", "http://127.0.0.1:3002"),
+            ("session", "http://127.0.0.1:3003"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        Self {
+            server: ServerSettings::on(3004),
+            interval_secs: 30,
+            timeout_secs: 5,
+            services,
+        }
+    }
+}
+
+/// PostgreSQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// Connection URL, `postgres://user:password@host:port/db`.
+    pub url: Secret,
+    /// Most pooled connections per process.
+    pub pool_size: usize,
+    /// Waiting for a pooled connection, in milliseconds.
+    pub acquire_timeout_ms: u64,
+    /// Apply pending migrations at start-up.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::from("postgres://chatbot:chatbot@127.0.0.1:5432/chatbot"),
+            pool_size: 16,
+            acquire_timeout_ms: 2_000,
+            migrate_on_start: true,
+        }
+    }
+}
+
+/// Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// Connection URL, `redis://host:port/db`.
+    pub url: Secret,
+    /// Most pooled connections per process.
+    pub pool_size: usize,
+    /// Timeout of one Redis round trip, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: Secret::from("redis://127.0.0.1:6379"),
+            pool_size: 16,
+            timeout_ms: 2_000,
+        }
+    }
+}
+
+/// The Ollama API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OllamaSettings {
+    /// Base URL, `http://127.0.0.1:11434` for a local Ollama.
+    pub url: String,
+}
+
+impl Default for OllamaSettings {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:11434".into(),
+        }
+    }
+}
+
+/// The optional n8n webhook.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct N8nSettings {
+    /// Post `HIGH` urgency messages to the webhook.
+    pub enabled: bool,
+    /// The webhook URL (may carry a token, so it never prints).
+    pub webhook_url: Secret,
+    /// Timeout of one webhook call, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for N8nSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            webhook_url: Secret::default(),
+            timeout_ms: 5_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("default.toml", toml)?;
+            for (k, v) in env {
+                jail.set_env(k, v);
+            }
+            result = Some(Settings::from_figment(Settings::figment(
+                jail.directory(),
+                None,
+            )?));
+            Ok(())
+        });
+        result.unwrap_or_else(|| Err(ConfigError("jail did not run".into())))
+    }
+
+    impl From<ConfigError> for figment::Error {
+        fn from(e: ConfigError) -> Self {
+            figment::Error::from(e.0)
+        }
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let s = load_with(
+            "[chat]\nmodel = \"from-file\"\n",
+            &[("CHATBOT__CHAT__MODEL", "from-env"), ("CHATBOT__GATEWAY__SERVER__PORT", "0")],
+        );
+        let s = s.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.chat.model, "from-env");
+        assert_eq!(s.gateway.server.port, 0);
+        assert_eq!(s.session.idle_timeout_secs, 1800, "defaults fill the rest");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = load_with("[chat]\nmodle = \"x\"\n", &[]).err();
+        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("modle"), "{msg}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = load_with("[session]\nmax_turns = 0\n", &[]).err();
+        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("session.max_turns"), "{msg}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Settings::default();
+        assert!(!format!("{s:?}").contains("chatbot:chatbot@"));
+    }
+}

@@ -1,0 +1,185 @@
+//! The one mapping from errors to HTTP responses.
+//!
+//! Every error a client sees is `{"error": {"code": "...", "message": "..."}}`
+//! with a stable machine-readable code from [`ErrorCode`] and the status that
+//! code implies. A 500 says nothing about internals; the cause is logged once,
+//! where the error is turned into a response.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::{Deserialize, Serialize};
+
+/// Stable error codes: clients may match on them, so they never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not valid JSON (400).
+    MalformedJson,
+    /// The body is larger than the configured limit (413).
+    PayloadTooLarge,
+    /// A field is missing, has the wrong type or an invalid value (422).
+    InvalidRequest,
+    /// The session does not exist or has expired (404).
+    SessionNotFound,
+    /// No such route (404).
+    NotFound,
+    /// The route exists but not with this method (405).
+    MethodNotAllowed,
+    /// The LLM answered with an error (502).
+    LlmError,
+    /// The LLM cannot be reached (503).
+    LlmUnavailable,
+    /// The LLM did not answer in time (504).
+    LlmTimeout,
+    /// An internal service or dependency cannot be reached (503).
+    ServiceUnavailable,
+    /// An internal service did not answer in time (504).
+    UpstreamTimeout,
+    /// Something unexpected; details are in the logs (500).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is served with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::MalformedJson => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::SessionNotFound | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::LlmError => StatusCode::BAD_GATEWAY,
+            Self::LlmUnavailable | Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LlmTimeout | Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The code as it appears in JSON, also used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed_json",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::InvalidRequest => "invalid_request",
+            Self::SessionNotFound => "session_not_found",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::LlmError => "llm_error",
+            Self::LlmUnavailable => "llm_unavailable",
+            Self::LlmTimeout => "llm_timeout",
+            Self::ServiceUnavailable => "service_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Every code, for documentation and tests.
+    pub const ALL: [ErrorCode; 12] = [
+        Self::MalformedJson,
+        Self::PayloadTooLarge,
+        Self::InvalidRequest,
+        Self::SessionNotFound,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::LlmError,
+        Self::LlmUnavailable,
+        Self::LlmTimeout,
+        Self::ServiceUnavailable,
+        Self::UpstreamTimeout,
+        Self::Internal,
+    ];
+}
+
+/// An error answer: a code and a message meant for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{code:?}: {message}")]
+pub struct ApiError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// A human-readable explanation, safe to show to the client.
+    pub message: String,
+}
+
+/// The JSON envelope `{"error": {...}}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ApiError,
+}
+
+impl ApiError {
+    /// An error with a code and a client-facing message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 422 for an invalid field.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// 500, logging the cause here so the body can stay silent about it.
+    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!(error = %ErrorChain(cause), "internal error");
+        Self::new(ErrorCode::Internal, "internal error; see the service logs")
+    }
+
+    /// The `{"error": ...}` body as JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&ErrorBody {
+            error: self.clone(),
+        })
+        .unwrap_or_else(|_| String::from("{\"error\":{\"code\":\"internal\",\"message\":\"\"}}"))
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .content_type("application/json")
+            .body(self.to_json())
+    }
+}
+
+/// Formats an error with its whole source chain on one line.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_stable_names() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_value(code).unwrap_or_default();
+            assert_eq!(json, code.as_str());
+        }
+    }
+
+    #[test]
+    fn body_has_code_and_message() {
+        let body = ApiError::invalid("message must not be empty").to_json();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        assert_eq!(v["error"]["code"], "invalid_request");
+        assert_eq!(v["error"]["message"], "message must not be empty");
+    }
+}

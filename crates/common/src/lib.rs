@@ -1,0 +1,27 @@
+//! Shared plumbing used by every chatbot service.
+//!
+//! A service crate holds only what is particular to it; everything else lives
+//! here, written once:
+//!
+//! - [`config`]: the typed settings of the whole stack, layered from
+//!   `config/default.toml`, an environment file and `CHATBOT__...` variables;
+//! - [`telemetry`]: JSON logs, the OpenTelemetry meter with its Prometheus
+//!   exporter, and the HTTP request metrics middleware;
+//! - [`error`]: the one mapping from errors to JSON responses with stable codes;
+//! - [`body`]: reading a JSON request body with a size limit and clear errors;
+//! - [`server`]: binding, the `/livez`, `/readyz`, `/metrics` and
+//!   `/openapi.json` routes, and graceful shutdown on SIGTERM/SIGINT;
+//! - [`health`]: the readiness-check trait services implement;
+//! - [`upstream`]: pooled keep-alive HTTP clients toward other services.
+//!
+//! Start reading at [`server::ServiceBuilder`], which every `main` uses.
+
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;
+
+pub use error::{ApiError, ErrorCode};

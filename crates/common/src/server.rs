@@ -1,0 +1,251 @@
+//! Building, running and stopping a service.
+//!
+//! Every service is built the same way:
+//!
+//! ```text
+//! ServiceBuilder::new("chat", &settings.chat.server)
+//!     .readiness(check)            // one per required dependency
+//!     .openapi(document)           // served at /openapi.json
+//!     .tasks(tracker)              // background work to wait for at shutdown
+//!     .bind(move |cfg| routes(cfg, state.clone()))?  // binds, logs the real port
+//!     .run_until_stopped().await   // SIGTERM/SIGINT: drain, then exit
+//! ```
+//!
+//! The common routes (`/livez`, `/readyz`, `/metrics`, `/openapi.json`), the
+//! JSON 404 for unknown routes and the request metrics middleware are added
+//! here, so no service repeats them.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, Resource, ResponseError, web};
+use tokio_util::task::TaskTracker;
+
+use crate::config::{ServerSettings, Settings};
+use crate::error::{ApiError, ErrorCode};
+use crate::health::{ReadinessCheck, run_checks};
+use crate::telemetry;
+
+/// How long one readiness check may take.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Configures one service's HTTP server.
+pub struct ServiceBuilder {
+    name: &'static str,
+    settings: ServerSettings,
+    checks: Vec<Arc<dyn ReadinessCheck>>,
+    openapi: serde_json::Value,
+    tasks: TaskTracker,
+}
+
+/// A bound, not yet running, service.
+pub struct RunningService {
+    name: &'static str,
+    addr: SocketAddr,
+    server: Server,
+    tasks: TaskTracker,
+    grace: Duration,
+}
+
+#[derive(Clone)]
+struct Common {
+    checks: Arc<[Arc<dyn ReadinessCheck>]>,
+    openapi: Arc<serde_json::Value>,
+}
+
+impl ServiceBuilder {
+    /// A service named `name` listening as `settings` say.
+    pub fn new(name: &'static str, settings: &ServerSettings) -> Self {
+        Self {
+            name,
+            settings: *settings,
+            checks: Vec::new(),
+            openapi: serde_json::json!({}),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Adds a required dependency to `/readyz`.
+    pub fn readiness(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
+        self.checks.push(check);
+        self
+    }
+
+    /// The OpenAPI document served at `/openapi.json`.
+    pub fn openapi(mut self, document: serde_json::Value) -> Self {
+        self.openapi = document;
+        self
+    }
+
+    /// Background tasks that shutdown waits for (within the grace period).
+    pub fn tasks(mut self, tracker: TaskTracker) -> Self {
+        self.tasks = tracker;
+        self
+    }
+
+    /// Binds the listener and builds the server with the service's routes.
+    pub fn bind<F>(self, routes: F) -> io::Result<RunningService>
+    where
+        F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    {
+        let common = Common {
+            checks: self.checks.into(),
+            openapi: Arc::new(self.openapi),
+        };
+        let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(from_fn(telemetry::http_metrics))
+                .app_data(web::Data::new(common.clone()))
+                .configure(common_routes)
+                .configure(routes.clone())
+                .default_service(web::to(not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs());
+        if self.settings.workers > 0 {
+            server = server.workers(self.settings.workers);
+        }
+        let server = server.bind(self.settings.addr())?;
+        let addr = server
+            .addrs()
+            .first()
+            .copied()
+            .unwrap_or_else(|| self.settings.addr());
+        tracing::info!(service = self.name, addr = %addr, "listening");
+        Ok(RunningService {
+            name: self.name,
+            addr,
+            server: server.run(),
+            tasks: self.tasks,
+            grace,
+        })
+    }
+}
+
+impl RunningService {
+    /// The bound address (the real port when 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// A handle to stop the server from elsewhere (tests).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM or SIGINT (or [`ServerHandle::stop`]): then stops
+    /// accepting, drains in-flight requests and background tasks within the
+    /// grace period, and flushes metrics.
+    pub async fn run_until_stopped(self) -> io::Result<()> {
+        let handle = self.server.handle();
+        let name = self.name;
+        let watcher = tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!(service = name, "shutdown requested; draining");
+            handle.stop(true).await;
+        });
+        let result = self.server.await;
+        watcher.abort();
+        self.tasks.close();
+        if tokio::time::timeout(self.grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(service = name, "background tasks still running after the grace period");
+        }
+        telemetry::shutdown();
+        tracing::info!(service = name, "stopped");
+        result
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn common_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/livez").route(web::get().to(livez)))
+        .service(resource("/readyz").route(web::get().to(readyz)))
+        .service(resource("/metrics").route(web::get().to(telemetry::metrics_handler)))
+        .service(resource("/openapi.json").route(web::get().to(openapi)));
+}
+
+/// A resource whose unsupported methods get a JSON 405 instead of an empty one.
+pub fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn livez() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "alive"}))
+}
+
+async fn readyz(common: web::Data<Common>) -> HttpResponse {
+    let report = run_checks(&common.checks, READINESS_TIMEOUT).await;
+    if report.is_ready() {
+        HttpResponse::Ok().json(report)
+    } else {
+        HttpResponse::ServiceUnavailable().json(report)
+    }
+}
+
+async fn openapi(common: web::Data<Common>) -> HttpResponse {
+    HttpResponse::Ok().json(common.openapi.as_ref())
+}
+
+async fn not_found() -> HttpResponse {
+    ApiError::new(ErrorCode::NotFound, "no such route").error_response()
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not support that method",
+    )
+    .error_response()
+}
+
+/// Loads the settings and starts logging and metrics for `service`; a bad
+/// configuration ends the process here with one line and exit code 64.
+pub fn start_process(service: &'static str) -> Settings {
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("{service}: {error}");
+            std::process::exit(64);
+        }
+    };
+    telemetry::init_logging(service, &settings.log);
+    telemetry::init_metrics(service);
+    settings
+}

@@ -1,0 +1,115 @@
+//! Pooled keep-alive HTTP clients toward other services and the LLM.
+//!
+//! One [`Upstream`] per peer, built once at start-up and shared by every
+//! worker: reqwest keeps its connections alive and reuses them.
+
+use std::time::Duration;
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+
+use crate::error::{ApiError, ErrorBody, ErrorCode};
+
+/// A named peer reached over HTTP.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    name: &'static str,
+    base: String,
+    client: reqwest::Client,
+}
+
+/// Builds the shared client: keep-alive pool, connect timeout, no proxy
+/// (services talk over the local network, never through `HTTP_PROXY`).
+pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .no_proxy()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+impl Upstream {
+    /// A peer called `name` at `base` (`http://host:port`, no trailing slash needed).
+    pub fn new(name: &'static str, base: &str, client: reqwest::Client) -> Self {
+        Self {
+            name,
+            base: base.trim_end_matches('/').to_owned(),
+            client,
+        }
+    }
+
+    /// The peer's name, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The shared client.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The absolute URL of `path` (which starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Maps a transport failure to 503 (unreachable) or 504 (too slow).
+    pub fn transport_error(&self, error: &reqwest::Error) -> ApiError {
+        tracing::warn!(upstream = self.name, error = %crate::error::ErrorChain(error), "upstream call failed");
+        if error.is_timeout() {
+            ApiError::new(
+                ErrorCode::UpstreamTimeout,
+                format!("the {} service did not answer in time", self.name),
+            )
+        } else {
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                format!("the {} service is unavailable", self.name),
+            )
+        }
+    }
+
+    /// Turns an upstream error answer into ours: our own JSON errors pass
+    /// through unchanged, anything else becomes a 503 naming the peer.
+    pub async fn error_from(&self, response: reqwest::Response) -> ApiError {
+        let status = response.status();
+        match response.json::<ErrorBody>().await {
+            Ok(body) => body.error,
+            Err(_) => {
+                tracing::warn!(upstream = self.name, status = status.as_u16(), "unexpected upstream answer");
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    format!("the {} service answered {status}", self.name),
+                )
+            }
+        }
+    }
+
+    /// Checks the peer's `/livez`, for readiness.
+    pub async fn is_alive(&self) -> Result<(), String> {
+        let response = self
+            .client
+            .get(self.url("/livez"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map_err(|e| format!("{} unreachable: {e}", self.name))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("{} answered {}", self.name, response.status()))
+        }
+    }
+}
+
+/// Copies a successful upstream JSON answer into an actix response.
+pub async fn relay_json(response: reqwest::Response) -> Result<HttpResponse, reqwest::Error> {
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
+    let body = response.bytes().await?;
+    Ok(HttpResponse::build(status)
+        .content_type("application/json")
+        .body(body))
+}
