@@ -74,19 +74,17 @@ pub async fn run_checks(
 }
 
 /// A check made from a closure, for dependencies checked with one call.
-pub struct FnCheck<F> {
+struct FnCheck<F> {
     name: &'static str,
     check: F,
 }
 
-impl<F> FnCheck<F>
+/// A named check made from a closure.
+pub fn check_fn<F>(name: &'static str, check: F) -> Arc<dyn ReadinessCheck>
 where
     F: Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
 {
-    /// A named check.
-    pub fn new(name: &'static str, check: F) -> Arc<dyn ReadinessCheck> {
-        Arc::new(Self { name, check })
-    }
+    Arc::new(FnCheck { name, check })
 }
 
 impl<F> ReadinessCheck for FnCheck<F>

@@ -3,6 +3,7 @@
 //! A service crate holds only what is particular to it; everything else lives
 //! here, written once:
 //!
+//! - [`api`]: wire types shared by the services and validation of client input;
 //! - [`config`]: the typed settings of the whole stack, layered from
 //!   `config/default.toml`, an environment file and `CHATBOT__...` variables;
 //! - [`telemetry`]: JSON logs, the OpenTelemetry meter with its Prometheus
@@ -16,10 +17,12 @@
 //!
 //! Start reading at [`server::ServiceBuilder`], which every `main` uses.
 
+pub mod api;
 pub mod body;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod openapi;
 pub mod server;
 pub mod telemetry;
 pub mod upstream;

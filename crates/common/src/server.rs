@@ -23,6 +23,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, Resource, ResponseError, web};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{ServerSettings, Settings};
@@ -49,6 +50,7 @@ pub struct RunningService {
     server: Server,
     tasks: TaskTracker,
     grace: Duration,
+    on_stop: Vec<CancellationToken>,
 }
 
 #[derive(Clone)]
@@ -123,6 +125,7 @@ impl ServiceBuilder {
             server: server.run(),
             tasks: self.tasks,
             grace,
+            on_stop: Vec::new(),
         })
     }
 }
@@ -136,6 +139,13 @@ impl RunningService {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Cancels `token` when the server has stopped, before waiting for the
+    /// background tasks: loops that run until shutdown watch it.
+    pub fn on_stop(mut self, token: CancellationToken) -> Self {
+        self.on_stop.push(token);
+        self
     }
 
     /// A handle to stop the server from elsewhere (tests).
@@ -156,6 +166,7 @@ impl RunningService {
         });
         let result = self.server.await;
         watcher.abort();
+        self.on_stop.iter().for_each(CancellationToken::cancel);
         self.tasks.close();
         if tokio::time::timeout(self.grace, self.tasks.wait())
             .await

@@ -1,1 +1,42 @@
-//! placeholder
+//! The public gateway (port 3001).
+//!
+//! It owns the public API: it reads and validates every request (body limit,
+//! JSON, fields) so that bad input never travels further, then forwards it to
+//! the chat or session service over pooled keep-alive connections and relays
+//! the answer, streams included. Start with [`routes`].
+
+pub mod openapi;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatbot_common::config::Settings;
+use chatbot_common::health::check_fn;
+use chatbot_common::server::{RunningService, ServiceBuilder};
+use chatbot_common::upstream::{Upstream, http_client};
+
+/// Builds the gateway and binds its listener.
+pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
+    let gw = &settings.gateway;
+    let client = http_client(Duration::from_secs(2));
+    let state = Arc::new(routes::State {
+        chat: Upstream::new("chat", &gw.chat_url, client.clone()),
+        session: Upstream::new("session", &gw.session_url, client),
+        max_body_bytes: gw.max_body_bytes,
+        max_message_chars: settings.chat.max_message_chars,
+        upstream_timeout: Duration::from_secs(gw.upstream_timeout_secs),
+    });
+    let (chat, session) = (state.chat.clone(), state.session.clone());
+    ServiceBuilder::new("gateway", &gw.server)
+        .readiness(check_fn("chat", move || {
+            let chat = chat.clone();
+            Box::pin(async move { chat.is_alive().await })
+        }))
+        .readiness(check_fn("session", move || {
+            let session = session.clone();
+            Box::pin(async move { session.is_alive().await })
+        }))
+        .openapi(openapi::document(settings.chat.max_message_chars))
+        .bind(move |cfg| routes::configure(cfg, state.clone()))
+}

@@ -301,15 +301,13 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, String> {
             .map(|(_, v)| v.as_str())
     };
 
-    let chunked = header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let chunked =
+        header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let body = if chunked {
         read_chunked(stream, &mut rest).await?
     } else {
         let len: usize = match header("content-length") {
-            Some(v) => v
-                .parse()
-                .map_err(|_| format!("bad content-length {v:?}"))?,
+            Some(v) => v.parse().map_err(|_| format!("bad content-length {v:?}"))?,
             None => 0,
         };
         if len > MAX_BODY {

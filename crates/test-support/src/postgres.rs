@@ -86,29 +86,29 @@ impl TestPostgres {
             watchdog: Mutex::new(None),
         };
 
-        // From here on, `pg`'s Drop cleans up whatever was created.
-        let mut initdb = pg.command("initdb");
-        initdb
-            .arg("-D")
-            .arg(&pg.data)
-            .args([
-                "--auth=trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ]);
-        pg.run_checked(initdb, "initdb");
-
-        let cleanup = format!(
+        // From here on, `pg`'s Drop cleans up whatever was created, and the
+        // watchdog does if this process dies first. Its second pass catches
+        // an `initdb` or `pg_ctl start` that was still running at that moment.
+        let stop_and_remove = format!(
             "{pg_ctl} stop -m immediate -D {data} >/dev/null 2>&1; rm -rf {dir}",
             pg_ctl = pg.shell_prefix("pg_ctl"),
             data = util::sh_quote_path(&pg.data),
             dir = util::sh_quote_path(&pg.dir),
         );
+        let cleanup = format!("{stop_and_remove}; sleep 3; {stop_and_remove}");
         *lock(&pg.watchdog) = util::spawn_watchdog(&cleanup);
+
+        let mut initdb = pg.command("initdb");
+        initdb.arg("-D").arg(&pg.data).args([
+            "--auth=trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C",
+        ]);
+        pg.run_checked(initdb, "initdb");
 
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {

@@ -275,10 +275,7 @@ fn locate_binary(binary_name: &str) -> PathBuf {
         }
         candidates.push(exe_dir.join(binary_name));
     }
-    match candidates
-        .iter()
-        .find(|p| crate::util::is_executable(p))
-    {
+    match candidates.iter().find(|p| crate::util::is_executable(p)) {
         Some(p) => p.clone(),
         None => panic!(
             "test-support: binary `{binary_name}` not found (looked at {candidates:?}); \

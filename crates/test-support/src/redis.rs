@@ -49,8 +49,8 @@ impl TestRedis {
                  (install the redis-server package)"
             );
         }
-        let dir = util::scratch_root(false)
-            .join(format!("test-redis-{}", uuid::Uuid::new_v4().simple()));
+        let dir =
+            util::scratch_root(false).join(format!("test-redis-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| {
             panic!(
                 "test-support: cannot create Redis directory {}: {e}",

@@ -10,8 +10,9 @@ use std::sync::{Mutex, MutexGuard};
 /// Asks the kernel for a free TCP port on 127.0.0.1 (bind to port 0, read the
 /// port, drop the listener).
 pub(crate) fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .unwrap_or_else(|e| panic!("test-support: cannot bind 127.0.0.1:0 to find a free port: {e}"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| {
+        panic!("test-support: cannot bind 127.0.0.1:0 to find a free port: {e}")
+    });
     let port = listener
         .local_addr()
         .unwrap_or_else(|e| panic!("test-support: cannot read local address of listener: {e}"))

@@ -30,7 +30,11 @@ async fn select_one(url: &str) -> Result<i32, tokio_postgres::Error> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_starts_stops_and_starts_again() {
     let pg = TestPostgres::start();
-    assert_ne!(pg.port(), 5432, "must never use the machine's PostgreSQL port");
+    assert_ne!(
+        pg.port(),
+        5432,
+        "must never use the machine's PostgreSQL port"
+    );
     assert!(pg.is_running());
 
     let url = pg.fresh_database().await;
@@ -48,7 +52,11 @@ async fn postgres_starts_stops_and_starts_again() {
     );
 
     pg.start_again();
-    assert_eq!(select_one(&url).await.unwrap(), 1, "data survives a restart");
+    assert_eq!(
+        select_one(&url).await.unwrap(),
+        1,
+        "data survives a restart"
+    );
 
     pg.restart();
     assert_eq!(select_one(&url).await.unwrap(), 1);
@@ -85,7 +93,11 @@ async fn shared_postgres_gives_isolated_databases() {
 #[test]
 fn redis_starts_stops_and_starts_again() {
     let redis = TestRedis::start();
-    assert_ne!(redis.port(), 6379, "must never use the machine's Redis port");
+    assert_ne!(
+        redis.port(),
+        6379,
+        "must never use the machine's Redis port"
+    );
     assert_eq!(redis.url(), format!("redis://127.0.0.1:{}", redis.port()));
     assert!(redis.ping());
 
@@ -266,7 +278,11 @@ while true; do sleep 0.1; done"#
 #[test]
 fn service_process_that_exits_early_panics_with_its_output() {
     let dir = tempfile::tempdir().unwrap();
-    let script = write_script(dir.path(), "broken-service", "echo 'bad config' >&2; exit 3");
+    let script = write_script(
+        dir.path(),
+        "broken-service",
+        "echo 'bad config' >&2; exit 3",
+    );
     let result = std::panic::catch_unwind(|| ServiceProcess::spawn_path(&script, &[]));
     let payload = result.expect_err("spawning a service that exits must panic");
     let message = payload
@@ -279,8 +295,7 @@ fn service_process_that_exits_early_panics_with_its_output() {
 
 #[test]
 fn missing_binary_panics_clearly() {
-    let result =
-        std::panic::catch_unwind(|| ServiceProcess::spawn("no-such-chatbot-binary", &[]));
+    let result = std::panic::catch_unwind(|| ServiceProcess::spawn("no-such-chatbot-binary", &[]));
     let payload = result.expect_err("a missing binary must panic");
     let message = payload
         .downcast_ref::<String>()

@@ -1,0 +1,236 @@
+//! PostgreSQL: the connection pool, versioned migrations and the `messages` table.
+//!
+//! Migrations are SQL files in `crates/chat/migrations/`, embedded in the
+//! binary and applied in order inside one transaction that holds an advisory
+//! lock, so several chat processes starting together apply each exactly once.
+//! Applied versions are recorded in `schema_migrations`; running them again
+//! changes nothing.
+//!
+//! A failed write is not dropped: [`MessageWriter`] keeps it in a bounded
+//! in-memory queue and retries in the background until the database is back.
+
+use std::time::Duration;
+
+use chatbot_common::config::DatabaseSettings;
+use chatbot_common::error::ErrorChain;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::mpsc;
+use tokio_postgres::NoTls;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+/// Every migration, in order: (version, name, SQL).
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "create messages",
+    include_str!("../migrations/0001_messages.sql"),
+)];
+
+/// Arbitrary constant naming the advisory lock that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x0063_6861_7462_6f74;
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL could not be parsed.
+    #[error("database.url is not a valid PostgreSQL URL")]
+    Url(#[source] tokio_postgres::Error),
+    /// The pool could not be built.
+    #[error("database pool could not be built")]
+    Build(#[from] deadpool_postgres::BuildError),
+    /// No connection could be had.
+    #[error("database unavailable")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A statement failed.
+    #[error("database statement failed")]
+    Query(#[from] tokio_postgres::Error),
+}
+
+/// Builds the pool (connections open lazily).
+pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
+    let config: tokio_postgres::Config = settings.url.expose().parse().map_err(DbError::Url)?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let wait = Duration::from_millis(settings.acquire_timeout_ms);
+    Ok(Pool::builder(manager)
+        .max_size(settings.pool_size.max(1))
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(wait))
+        .recycle_timeout(Some(wait))
+        .runtime(Runtime::Tokio1)
+        .build()?)
+}
+
+/// Applies pending migrations; returns the versions applied now.
+pub async fn migrate(pool: &Pool) -> Result<Vec<i32>, DbError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let done: Vec<i32> = tx
+        .query("SELECT version FROM schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        if done.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        applied.push(*version);
+    }
+    tx.commit().await?;
+    Ok(applied)
+}
+
+/// `SELECT 1`, for readiness.
+pub async fn ping(pool: &Pool) -> Result<(), DbError> {
+    pool.get().await?.execute("SELECT 1", &[]).await?;
+    Ok(())
+}
+
+/// One exchange, as stored.
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    /// The exchange id, returned to the client as `message_id`.
+    pub id: Uuid,
+    /// The session.
+    pub session_id: Uuid,
+    /// The user.
+    pub user_id: String,
+    /// When the message arrived.
+    pub timestamp: DateTime<Utc>,
+    /// Classified type.
+    pub kind: &'static str,
+    /// Classified urgency.
+    pub urgency: &'static str,
+    /// The user's text.
+    pub message: String,
+    /// The reply (`None` when the LLM failed before answering).
+    pub reply: Option<String>,
+    /// The model asked.
+    pub model: String,
+    /// Milliseconds from arrival to the end of the reply or the failure.
+    pub response_time_ms: i32,
+    /// Prompt tokens, when the LLM reported them.
+    pub prompt_tokens: Option<i32>,
+    /// Reply tokens, when the LLM reported them.
+    pub completion_tokens: Option<i32>,
+    /// Whether the client asked for a stream.
+    pub streamed: bool,
+    /// What went wrong, `None` on success.
+    pub error: Option<String>,
+    /// The stable error code, `None` on success.
+    pub error_code: Option<&'static str>,
+}
+
+/// Inserts one row; inserting the same id twice is a no-op.
+pub async fn insert(pool: &Pool, row: &MessageRow) -> Result<(), DbError> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO messages (id, session_id, user_id, timestamp, type, urgency, message,
+                reply, model, response_time, prompt_tokens, completion_tokens, streamed, error,
+                error_code)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &row.id,
+                &row.session_id,
+                &row.user_id,
+                &row.timestamp,
+                &row.kind,
+                &row.urgency,
+                &row.message,
+                &row.reply,
+                &row.model,
+                &row.response_time_ms,
+                &row.prompt_tokens,
+                &row.completion_tokens,
+                &row.streamed,
+                &row.error,
+                &row.error_code,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Writes rows, keeping the ones the database refused for a later retry.
+#[derive(Clone)]
+pub struct MessageWriter {
+    pool: Pool,
+    retry: mpsc::Sender<MessageRow>,
+}
+
+/// How long the retry loop waits between two attempts at the oldest row.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+impl MessageWriter {
+    /// A writer whose retry loop runs on `tasks` until shutdown.
+    pub fn start(pool: Pool, queue: usize, tasks: &TaskTracker) -> Self {
+        let (retry, pending) = mpsc::channel(queue.max(1));
+        tasks.spawn(retry_loop(pool.clone(), pending));
+        Self { pool, retry }
+    }
+
+    /// Stores `row` now, or queues it for retry when the database fails.
+    /// Returns whether the row is already stored.
+    pub async fn write(&self, row: MessageRow) -> bool {
+        match insert(&self.pool, &row).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(message_id = %row.id, error = %ErrorChain(&error),
+                    "storing the exchange failed; queued for retry");
+                if let Err(full) = self.retry.try_send(row) {
+                    let row = full.into_inner();
+                    tracing::error!(message_id = %row.id, session_id = %row.session_id,
+                        "retry queue full; exchange not stored");
+                }
+                false
+            }
+        }
+    }
+}
+
+async fn retry_loop(pool: Pool, mut pending: mpsc::Receiver<MessageRow>) {
+    while let Some(row) = pending.recv().await {
+        loop {
+            match insert(&pool, &row).await {
+                Ok(()) => {
+                    tracing::info!(message_id = %row.id, "queued exchange stored");
+                    break;
+                }
+                Err(error) => {
+                    tracing::debug!(message_id = %row.id, error = %ErrorChain(&error), "retry failed");
+                    tokio::time::sleep(RETRY_EVERY).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! One chat exchange, from the validated request to the stored row.
+//!
+//! [`Exchange::prepare`] validates, resolves the session and its history and
+//! classifies the message; the LLM call then runs in a tracked background
+//! task, so a client that hangs up never cancels the write of its exchange;
+//! [`Exchange::finish`] stores the row (failures included), appends the turns
+//! to the session and escalates urgent messages.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chatbot_common::api::{ChatRequest, ChatResponse, MessageType, Role, Turn, Urgency, Usage};
+use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
+use chrono::{DateTime, Utc};
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::classify::Classifier;
+use crate::db::{MessageRow, MessageWriter};
+use crate::escalation::{Escalator, UrgentMessage};
+use crate::llm::{LlmClient, LlmError, LlmMessage, LlmOutcome};
+use crate::metrics::Metrics;
+use crate::sessions::{Lookup, SessionClient};
+
+/// Everything an exchange needs, built once at start-up.
+pub struct Exchange {
+    /// Longest accepted message, in characters.
+    pub max_message_chars: usize,
+    /// Earlier turns sent as context.
+    pub history_turns: usize,
+    /// First message of every conversation.
+    pub system_prompt: String,
+    /// Compiled keyword rules.
+    pub classifier: Classifier,
+    /// The LLM.
+    pub llm: LlmClient,
+    /// The session service.
+    pub sessions: SessionClient,
+    /// PostgreSQL writes with retry.
+    pub writer: MessageWriter,
+    /// n8n escalation.
+    pub escalator: Escalator,
+    /// Instruments.
+    pub metrics: Metrics,
+    /// Background work that shutdown waits for.
+    pub tasks: TaskTracker,
+}
+
+/// A validated, classified message with its context, ready for the LLM.
+#[derive(Debug)]
+pub struct Prepared {
+    id: Uuid,
+    session_id: Uuid,
+    user_id: String,
+    message: String,
+    kind: MessageType,
+    urgency: Urgency,
+    started: Instant,
+    timestamp: DateTime<Utc>,
+    streamed: bool,
+    /// The conversation sent to the model.
+    pub prompt: Vec<LlmMessage>,
+}
+
+impl Exchange {
+    /// Validates the request, finds or creates its session and builds the
+    /// prompt. Fails only for client mistakes (422, 404 unknown session).
+    pub async fn prepare(
+        &self,
+        request: ChatRequest,
+        started: Instant,
+    ) -> Result<Prepared, ApiError> {
+        request.validate(self.max_message_chars)?;
+        let (session_id, history) = self.session_and_history(&request).await?;
+        let (kind, urgency) = self.classifier.classify(&request.message);
+        let mut prompt = Vec::with_capacity(history.len() + 2);
+        prompt.push(LlmMessage {
+            role: "system",
+            content: self.system_prompt.clone(),
+        });
+        let skip = history.len().saturating_sub(self.history_turns);
+        prompt.extend(history.into_iter().skip(skip).map(|turn| LlmMessage {
+            role: match turn.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            },
+            content: turn.content,
+        }));
+        prompt.push(LlmMessage {
+            role: "user",
+            content: request.message.clone(),
+        });
+        Ok(Prepared {
+            id: Uuid::new_v4(),
+            session_id,
+            user_id: request.user_id,
+            message: request.message,
+            kind,
+            urgency,
+            started,
+            timestamp: Utc::now(),
+            streamed: request.stream,
+            prompt,
+        })
+    }
+
+    async fn session_and_history(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<(Uuid, Vec<Turn>), ApiError> {
+        if let Some(id) = request.session_id {
+            return match self.sessions.lookup(id, &request.user_id).await {
+                Lookup::Found(session) => Ok((id, session.turns)),
+                Lookup::Missing => Err(ApiError::new(
+                    ErrorCode::SessionNotFound,
+                    format!("session {id} does not exist or has expired"),
+                )),
+                Lookup::Unavailable(error) => {
+                    self.degraded(&error);
+                    Ok((id, Vec::new()))
+                }
+            };
+        }
+        match self.sessions.create(&request.user_id).await {
+            Ok(session) => Ok((session.session_id, Vec::new())),
+            Err(error) => {
+                self.degraded(&error);
+                Ok((Uuid::new_v4(), Vec::new()))
+            }
+        }
+    }
+
+    fn degraded(&self, error: &ApiError) {
+        self.metrics.error(error.code.as_str(), "session");
+        tracing::warn!(error = %error.message, "session service unavailable; answering without history");
+    }
+
+    /// Calls the LLM, handing tokens to `on_token`.
+    pub async fn generate(
+        &self,
+        prepared: &Prepared,
+        on_token: impl FnMut(&str),
+    ) -> Result<LlmOutcome, LlmError> {
+        let started = Instant::now();
+        let result = self.llm.chat(&prepared.prompt, on_token).await;
+        self.metrics.llm_call(started.elapsed(), result.as_ref().ok());
+        if let Err(error) = &result {
+            tracing::warn!(message_id = %prepared.id, error = %ErrorChain(error), "LLM call failed");
+        }
+        result
+    }
+
+    /// Stores the exchange, updates the session, escalates, and returns what
+    /// the client gets.
+    pub async fn finish(
+        &self,
+        prepared: Prepared,
+        result: Result<LlmOutcome, LlmError>,
+    ) -> Result<ChatResponse, ApiError> {
+        let elapsed = prepared.started.elapsed();
+        let response_time_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let result = result.map_err(|e| e.to_api());
+        self.writer
+            .write(row(&prepared, &result, self.llm.model(), response_time_ms))
+            .await;
+        self.metrics.message(prepared.kind, prepared.urgency);
+        if let Err(error) = &result {
+            self.metrics.error(error.code.as_str(), "llm");
+        }
+        if prepared.urgency == Urgency::High {
+            self.escalator.escalate(urgent(&prepared));
+        }
+        let outcome = result?;
+        self.remember(&prepared, &outcome.reply).await;
+        tracing::info!(
+            message_id = %prepared.id, session_id = %prepared.session_id,
+            user_id = %prepared.user_id, message_length = prepared.message.chars().count(),
+            processing_time_ms = response_time_ms, "message processed"
+        );
+        Ok(ChatResponse {
+            session_id: prepared.session_id,
+            message_id: prepared.id,
+            reply: outcome.reply,
+            kind: prepared.kind,
+            urgency: prepared.urgency,
+            model: self.llm.model().to_owned(),
+            response_time_ms,
+            usage: Usage {
+                prompt_tokens: outcome.prompt_tokens,
+                completion_tokens: outcome.completion_tokens,
+            },
+        })
+    }
+
+    async fn remember(&self, prepared: &Prepared, reply: &str) {
+        let now = Utc::now();
+        let turn = |role, content: &str| Turn {
+            role,
+            content: content.to_owned(),
+            message_id: Some(prepared.id),
+            created_at: now,
+        };
+        let turns = vec![turn(Role::User, &prepared.message), turn(Role::Assistant, reply)];
+        if let Err(error) = self.sessions.append(prepared.session_id, turns).await {
+            self.metrics.error(error.code.as_str(), "session");
+            tracing::warn!(session_id = %prepared.session_id, error = %error.message,
+                "could not add the exchange to the session");
+        }
+    }
+
+    /// Runs prepare-to-finish for a non-streamed request in a tracked task,
+    /// so the exchange is stored even if the client hangs up.
+    pub async fn run(self: Arc<Self>, prepared: Prepared) -> Result<ChatResponse, ApiError> {
+        let this = self.clone();
+        let task = self.tasks.spawn(async move {
+            let result = this.generate(&prepared, |_| {}).await;
+            this.finish(prepared, result).await
+        });
+        task.await.map_err(|e| ApiError::internal(&e))?
+    }
+}
+
+fn row(
+    prepared: &Prepared,
+    result: &Result<LlmOutcome, ApiError>,
+    model: &str,
+    response_time_ms: u64,
+) -> MessageRow {
+    let ok = result.as_ref().ok();
+    let err = result.as_ref().err();
+    let tokens = |n: u32| i32::try_from(n).ok();
+    MessageRow {
+        id: prepared.id,
+        session_id: prepared.session_id,
+        user_id: prepared.user_id.clone(),
+        timestamp: prepared.timestamp,
+        kind: prepared.kind.as_str(),
+        urgency: prepared.urgency.as_str(),
+        message: prepared.message.clone(),
+        reply: ok.map(|o| o.reply.clone()),
+        model: model.to_owned(),
+        response_time_ms: i32::try_from(response_time_ms).unwrap_or(i32::MAX),
+        prompt_tokens: ok.and_then(|o| tokens(o.prompt_tokens)),
+        completion_tokens: ok.and_then(|o| tokens(o.completion_tokens)),
+        streamed: prepared.streamed,
+        error: err.map(|e| e.message.clone()),
+        error_code: err.map(|e| e.code.as_str()),
+    }
+}
+
+fn urgent(prepared: &Prepared) -> UrgentMessage {
+    UrgentMessage {
+        event: "urgent_message",
+        message_id: prepared.id,
+        session_id: prepared.session_id,
+        user_id: prepared.user_id.clone(),
+        kind: prepared.kind.as_str(),
+        urgency: prepared.urgency.as_str(),
+        message: prepared.message.clone(),
+        timestamp: prepared.timestamp.to_rfc3339(),
+    }
+}

@@ -1,0 +1,100 @@
+//! The chat service's metrics, all declared here.
+//!
+//! Names follow the operations documentation; the Prometheus exporter adds
+//! the `_total` and unit suffixes:
+//! `chatbot_messages_total{type, urgency}`, `chatbot_errors_total{type, component}`,
+//! `chatbot_llm_request_duration_seconds{model, outcome}`,
+//! `chatbot_llm_time_to_first_token_seconds{model}`,
+//! `chatbot_llm_tokens_total{model, direction}`.
+//! Every label takes values from a fixed set; the model is the configured one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chatbot_common::api::{MessageType, Urgency};
+use chatbot_common::telemetry::LATENCY_BUCKETS;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+
+use crate::llm::LlmOutcome;
+
+/// Instruments of the chat service.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    model: String,
+    messages: Counter<u64>,
+    errors: Counter<u64>,
+    llm_duration: Histogram<f64>,
+    first_token: Histogram<f64>,
+    tokens: Counter<u64>,
+}
+
+impl Metrics {
+    /// Creates the instruments on `meter`.
+    pub fn new(meter: &Meter, model: &str) -> Self {
+        let seconds = |name: &'static str, help: &'static str| {
+            meter
+                .f64_histogram(name)
+                .with_unit("s")
+                .with_description(help)
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build()
+        };
+        Self(Arc::new(Inner {
+            model: model.chars().take(64).collect(),
+            messages: meter
+                .u64_counter("chatbot_messages")
+                .with_description("Total number of processed messages")
+                .build(),
+            errors: meter
+                .u64_counter("chatbot_errors")
+                .with_description("Total number of errors")
+                .build(),
+            llm_duration: seconds("chatbot_llm_request_duration", "Duration of LLM calls"),
+            first_token: seconds("chatbot_llm_time_to_first_token", "Time to the first LLM token"),
+            tokens: meter
+                .u64_counter("chatbot_llm_tokens")
+                .with_description("Tokens processed by the LLM")
+                .build(),
+        }))
+    }
+
+    /// Counts one processed message.
+    pub fn message(&self, kind: MessageType, urgency: Urgency) {
+        self.0.messages.add(
+            1,
+            &[
+                KeyValue::new("type", kind.as_str()),
+                KeyValue::new("urgency", urgency.as_str()),
+            ],
+        );
+    }
+
+    /// Counts one error of `kind` (a stable code) in `component`.
+    pub fn error(&self, kind: &'static str, component: &'static str) {
+        self.0.errors.add(
+            1,
+            &[KeyValue::new("type", kind), KeyValue::new("component", component)],
+        );
+    }
+
+    /// Records one LLM call.
+    pub fn llm_call(&self, elapsed: Duration, outcome: Option<&LlmOutcome>) {
+        let model = KeyValue::new("model", self.0.model.clone());
+        let result = if outcome.is_some() { "ok" } else { "error" };
+        self.0.llm_duration.record(
+            elapsed.as_secs_f64(),
+            &[model.clone(), KeyValue::new("outcome", result)],
+        );
+        if let Some(o) = outcome {
+            self.0
+                .first_token
+                .record(o.time_to_first_token.as_secs_f64(), std::slice::from_ref(&model));
+            let dir = |d: &'static str| [model.clone(), KeyValue::new("direction", d)];
+            self.0.tokens.add(u64::from(o.prompt_tokens), &dir("input"));
+            self.0.tokens.add(u64::from(o.completion_tokens), &dir("output"));
+        }
+    }
+}

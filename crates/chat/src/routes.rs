@@ -1,0 +1,114 @@
+//! The chat service's HTTP API: `POST /chat` (called by the gateway).
+//!
+//! Without `stream` the answer is one JSON [`ChatResponse`]. With `stream:
+//! true` it is `text/event-stream`:
+//!
+//! ```text
+//! event: token
+//! data: {"content":"Hel"}
+//!
+//! event: done
+//! data: {ChatResponse}
+//! ```
+//!
+//! An LLM failure after the first token ends the stream with `event: error`
+//! and `data: {"error": {"code", "message"}}`. A failure before any token is
+//! an ordinary JSON error with its status (502, 503 or 504), so clients see
+//! the same errors whether or not they stream.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chatbot_common::api::{ChatRequest, ChatResponse};
+use chatbot_common::body::read_json;
+use chatbot_common::error::{ApiError, ErrorCode};
+use chatbot_common::server::resource;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::exchange::{Exchange, Prepared};
+
+/// Shared state of the routes.
+pub struct State {
+    /// The exchange pipeline.
+    pub exchange: Arc<Exchange>,
+    /// Largest accepted body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Registers the routes.
+pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<State>) {
+    cfg.app_data(web::Data::from(state))
+        .service(resource("/chat").route(web::post().to(chat)));
+}
+
+async fn chat(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let request: ChatRequest = read_json(&req, body, state.max_body_bytes).await?;
+    let streamed = request.stream;
+    let prepared = state.exchange.prepare(request, started).await?;
+    if streamed {
+        stream(state.exchange.clone(), prepared).await
+    } else {
+        let response = state.exchange.clone().run(prepared).await?;
+        Ok(HttpResponse::Ok().json(response))
+    }
+}
+
+enum Event {
+    Token(String),
+    Done(Box<ChatResponse>),
+    Failed(ApiError),
+}
+
+impl Event {
+    fn to_sse(&self) -> Bytes {
+        let (name, data) = match self {
+            Self::Token(content) => ("token", serde_json::json!({ "content": content }).to_string()),
+            Self::Done(response) => ("done", serde_json::to_string(response).unwrap_or_default()),
+            Self::Failed(error) => ("error", error.to_json()),
+        };
+        Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+    }
+}
+
+async fn stream(exchange: Arc<Exchange>, prepared: Prepared) -> Result<HttpResponse, ApiError> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let worker = exchange.clone();
+    exchange.tasks.spawn(async move {
+        let tokens = tx.clone();
+        let result = worker
+            .generate(&prepared, |t| {
+                let _ = tokens.send(Event::Token(t.to_owned()));
+            })
+            .await;
+        let last = match worker.finish(prepared, result).await {
+            Ok(response) => Event::Done(Box::new(response)),
+            Err(error) => Event::Failed(error),
+        };
+        let _ = tx.send(last);
+    });
+    let first = match rx.recv().await {
+        Some(Event::Failed(error)) => return Err(error),
+        Some(event) => event,
+        None => {
+            return Err(ApiError::new(ErrorCode::Internal, "the exchange ended without an answer"));
+        }
+    };
+    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let body = futures::stream::once(async move { first })
+        .chain(rest)
+        .map(|event| Ok::<_, Infallible>(event.to_sse()));
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}

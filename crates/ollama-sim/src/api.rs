@@ -1,0 +1,776 @@
+//! The HTTP routes: Ollama's API and the `/_sim/*` control routes.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use chatbot_common::server::resource;
+
+use crate::config::SimConfig;
+use crate::models::{self, KeepAlive, ModelDetails};
+use crate::reply::{self, SimMessage};
+use crate::state::{RequestCounts, Sim};
+
+/// The version `/api/version` reports.
+pub const OLLAMA_VERSION: &str = "0.6.2";
+
+/// Largest accepted request body, in bytes.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The error of `error_rate`.
+pub const SIMULATED_FAILURE: &str = "simulated failure";
+
+/// The error of `mid_stream_error_after`.
+pub const SIMULATED_MID_STREAM_FAILURE: &str = "simulated failure mid-stream";
+
+/// The context length `/api/ps` and `/api/show` report.
+const CONTEXT_LENGTH: u64 = 4096;
+
+const VALID_ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
+
+/// Adds every route of the simulator to `cfg`.
+pub fn routes(cfg: &mut web::ServiceConfig, sim: Sim) {
+    cfg.app_data(web::Data::new(sim))
+        .service(
+            resource("/")
+                .route(web::get().to(root))
+                .route(web::head().to(root)),
+        )
+        .service(
+            resource("/api/version")
+                .route(web::get().to(version))
+                .route(web::head().to(version)),
+        )
+        .service(
+            resource("/api/tags")
+                .route(web::get().to(tags))
+                .route(web::head().to(tags)),
+        )
+        .service(resource("/api/ps").route(web::get().to(ps)))
+        .service(resource("/api/show").route(web::post().to(show)))
+        .service(resource("/api/chat").route(web::post().to(chat)))
+        .service(resource("/api/generate").route(web::post().to(generate)))
+        .service(
+            resource("/_sim/config")
+                .route(web::get().to(get_config))
+                .route(web::put().to(put_config)),
+        )
+        .service(
+            resource("/_sim/stats")
+                .route(web::get().to(get_stats))
+                .route(web::delete().to(reset_stats)),
+        )
+        .service(resource("/_sim/requests").route(web::get().to(recent_requests)));
+}
+
+/// The minimal OpenAPI document served at `/openapi.json`.
+pub fn openapi() -> Value {
+    let op = |summary: &str| json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ollama-sim",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "A deterministic stand-in for the Ollama HTTP API. See the ollama-sim crate documentation for the reply rule and the fault settings."
+        },
+        "paths": {
+            "/": {"get": op("Liveness text `Ollama is running`")},
+            "/api/version": {"get": op("Ollama version")},
+            "/api/tags": {"get": op("Configured models")},
+            "/api/ps": {"get": op("Models used recently (loaded)")},
+            "/api/show": {"post": op("Model details")},
+            "/api/chat": {"post": op("Chat completion, NDJSON stream unless `stream: false`")},
+            "/api/generate": {"post": op("Completion, NDJSON stream unless `stream: false`")},
+            "/_sim/config": {
+                "get": op("Current simulator settings"),
+                "put": op("Merge settings into the current ones")
+            },
+            "/_sim/stats": {
+                "get": op("Request and generation counters"),
+                "delete": op("Reset the counters")
+            },
+            "/_sim/requests": {"get": op("The last chat and generate request bodies")}
+        }
+    })
+}
+
+// ---------------------------------------------------------------- wire types
+
+#[derive(Debug, Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    messages: Option<Vec<WireMessage>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    options: Option<Value>,
+    #[serde(default)]
+    format: Option<Value>,
+    #[serde(default)]
+    keep_alive: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GenerateRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    options: Option<Value>,
+    #[serde(default)]
+    format: Option<Value>,
+    #[serde(default)]
+    keep_alive: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ShowRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Metrics {
+    total_duration: u64,
+    load_duration: u64,
+    prompt_eval_count: u64,
+    prompt_eval_duration: u64,
+    eval_count: u64,
+    eval_duration: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct AssistantMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct ChatChunk<'a> {
+    model: &'a str,
+    created_at: String,
+    message: AssistantMessage<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    done_reason: Option<&'a str>,
+    done: bool,
+    #[serde(flatten)]
+    metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Serialize)]
+struct GenerateChunk<'a> {
+    model: &'a str,
+    created_at: String,
+    response: &'a str,
+    done: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    done_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a [u64]>,
+    #[serde(flatten)]
+    metrics: Option<Metrics>,
+}
+
+#[derive(Debug, Serialize)]
+struct TagModel {
+    name: String,
+    model: String,
+    modified_at: String,
+    size: u64,
+    digest: String,
+    details: ModelDetails,
+}
+
+#[derive(Debug, Serialize)]
+struct PsModel {
+    name: String,
+    model: String,
+    size: u64,
+    digest: String,
+    details: ModelDetails,
+    expires_at: String,
+    size_vram: u64,
+    context_length: u64,
+}
+
+// ------------------------------------------------------------------ helpers
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn now() -> String {
+    timestamp(Utc::now())
+}
+
+/// An Ollama-style error: `{"error": "..."}` with `status`.
+fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"error": message.into()}))
+}
+
+/// A refused request, answered by [`Failure::response`].
+#[derive(Debug)]
+struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn response(self) -> HttpResponse {
+        error(self.status, self.message)
+    }
+}
+
+fn count(sim: &Sim, pick: impl FnOnce(&mut RequestCounts) -> &mut u64) {
+    sim.with_stats(|s| *pick(&mut s.requests) += 1);
+}
+
+/// Reads the body and parses it as JSON, answering as Ollama does on failure.
+async fn read_json(mut payload: web::Payload) -> Result<Value, Failure> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Failure::bad_request(e.to_string()))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Failure::bad_request("missing request body"));
+    }
+    serde_json::from_slice(&body).map_err(|e| Failure::bad_request(e.to_string()))
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Failure> {
+    serde_json::from_value(value).map_err(|e| Failure::bad_request(e.to_string()))
+}
+
+/// The configured model a generation request names, or Ollama's error.
+fn resolve_model(config: &SimConfig, requested: &str) -> Result<String, Failure> {
+    if requested.trim().is_empty() {
+        return Err(Failure::bad_request("model is required"));
+    }
+    models::find(&config.models, requested)
+        .cloned()
+        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("model '{requested}' not found")))
+}
+
+fn num_predict(options: Option<&Value>) -> Option<usize> {
+    let value = options?.get("num_predict")?;
+    let n = value
+        .as_i64()
+        .or_else(|| value.as_f64().map(|f| f as i64))?;
+    usize::try_from(n).ok().filter(|n| *n > 0)
+}
+
+fn wants_json(format: Option<&Value>) -> bool {
+    match format {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+// ----------------------------------------------------------- simple routes
+
+async fn root(sim: web::Data<Sim>) -> HttpResponse {
+    count(&sim, |r| &mut r.root);
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("Ollama is running")
+}
+
+async fn version(sim: web::Data<Sim>) -> HttpResponse {
+    count(&sim, |r| &mut r.version);
+    HttpResponse::Ok().json(json!({"version": OLLAMA_VERSION}))
+}
+
+async fn tags(sim: web::Data<Sim>) -> HttpResponse {
+    count(&sim, |r| &mut r.tags);
+    let modified_at = timestamp(models::modified_at());
+    let list: Vec<TagModel> = sim
+        .config()
+        .models
+        .iter()
+        .map(|name| {
+            let info = models::info(name);
+            TagModel {
+                name: info.name.clone(),
+                model: info.name,
+                modified_at: modified_at.clone(),
+                size: info.size,
+                digest: info.digest,
+                details: info.details,
+            }
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({"models": list}))
+}
+
+async fn ps(sim: web::Data<Sim>) -> HttpResponse {
+    count(&sim, |r| &mut r.ps);
+    let list: Vec<PsModel> = sim
+        .loaded()
+        .into_iter()
+        .map(|loaded| {
+            let info = models::info(&loaded.name);
+            PsModel {
+                name: info.name.clone(),
+                model: info.name,
+                size: info.size,
+                digest: info.digest,
+                details: info.details,
+                expires_at: timestamp(loaded.expires_at),
+                size_vram: 0,
+                context_length: CONTEXT_LENGTH,
+            }
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({"models": list}))
+}
+
+async fn show(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
+    count(&sim, |r| &mut r.show);
+    let req: ShowRequest = match read_json(payload).await.and_then(typed) {
+        Ok(req) => req,
+        Err(failure) => return failure.response(),
+    };
+    let requested = if req.model.is_empty() {
+        req.name
+    } else {
+        req.model
+    };
+    let name = match resolve_model(&sim.config(), &requested) {
+        Ok(name) => name,
+        Err(failure) => return failure.response(),
+    };
+    let info = models::info(&name);
+    let family = info.details.family.clone();
+    let mut model_info = serde_json::Map::new();
+    model_info.insert("general.architecture".into(), json!(family));
+    model_info.insert(format!("{family}.context_length"), json!(CONTEXT_LENGTH));
+    HttpResponse::Ok().json(json!({
+        "license": "",
+        "modelfile": format!("# Modelfile generated by ollama-sim\nFROM {name}\n"),
+        "parameters": "",
+        "template": "{{ .Prompt }}",
+        "details": info.details,
+        "model_info": model_info,
+        "capabilities": ["completion"],
+        "modified_at": timestamp(models::modified_at()),
+    }))
+}
+
+// ------------------------------------------------------------ control routes
+
+async fn get_config(sim: web::Data<Sim>) -> HttpResponse {
+    HttpResponse::Ok().json(sim.config())
+}
+
+async fn put_config(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
+    let patch = match read_json(payload).await {
+        Ok(patch) => patch,
+        Err(failure) => return failure.response(),
+    };
+    let merged = match sim.config().merged(&patch) {
+        Ok(merged) => merged,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match sim.set_config(merged.clone()) {
+        Ok(()) => {
+            tracing::info!(config = ?merged, "simulator settings changed");
+            HttpResponse::Ok().json(merged)
+        }
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
+}
+
+async fn get_stats(sim: web::Data<Sim>) -> HttpResponse {
+    HttpResponse::Ok().json(sim.stats())
+}
+
+async fn reset_stats(sim: web::Data<Sim>) -> HttpResponse {
+    sim.reset_stats();
+    HttpResponse::Ok().json(sim.stats())
+}
+
+async fn recent_requests(sim: web::Data<Sim>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"requests": sim.recent_requests()}))
+}
+
+// -------------------------------------------------------------- generation
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    Generate,
+}
+
+/// One accepted generation, whose tokens are about to be sent.
+struct Generation {
+    sim: Sim,
+    kind: Kind,
+    /// The model name as the request spelled it (Ollama echoes it).
+    model: String,
+    tokens: Vec<String>,
+    done_reason: &'static str,
+    context: Option<Vec<u64>>,
+    prompt_eval_count: u64,
+    load_ns: u64,
+    started: Instant,
+    first_token_at: Instant,
+    interval: Option<Duration>,
+    error_after: Option<usize>,
+    /// Tokens sent so far.
+    sent: usize,
+}
+
+impl Generation {
+    fn metrics(&self) -> Metrics {
+        let end = Instant::now();
+        let eval_count = self.sent as u64;
+        let prompt_real = duration_ns(self.first_token_at.duration_since(self.started));
+        let eval_real = duration_ns(end.duration_since(self.first_token_at));
+        let prompt_eval_duration = prompt_real.max(self.prompt_eval_count * 250_000);
+        let eval_duration = eval_real.max(eval_count * 1_000_000).max(1);
+        Metrics {
+            total_duration: self.load_ns + prompt_eval_duration + eval_duration,
+            load_duration: self.load_ns,
+            prompt_eval_count: self.prompt_eval_count,
+            prompt_eval_duration,
+            eval_count,
+            eval_duration,
+        }
+    }
+
+    /// One object: a token chunk, or with `done` the final object.
+    fn object(&self, content: &str, done: Option<Metrics>) -> Value {
+        let done_reason = done.map(|_| self.done_reason);
+        let result = match self.kind {
+            Kind::Chat => serde_json::to_value(ChatChunk {
+                model: &self.model,
+                created_at: now(),
+                message: AssistantMessage {
+                    role: "assistant",
+                    content,
+                },
+                done_reason,
+                done: done.is_some(),
+                metrics: done,
+            }),
+            Kind::Generate => serde_json::to_value(GenerateChunk {
+                model: &self.model,
+                created_at: now(),
+                response: content,
+                done: done.is_some(),
+                done_reason,
+                context: done.and(self.context.as_deref()),
+                metrics: done,
+            }),
+        };
+        result.unwrap_or_else(|e| json!({"error": e.to_string()}))
+    }
+
+    fn line(value: &Value) -> Bytes {
+        let mut text = value.to_string();
+        text.push('\n');
+        Bytes::from(text)
+    }
+
+    /// Whether the injected mid-stream error is due now.
+    fn error_due(&self) -> bool {
+        self.error_after
+            .is_some_and(|n| self.sent >= n.min(self.tokens.len()))
+    }
+
+    /// The next NDJSON line, or `None` when the stream is over.
+    async fn next_line(mut self) -> Option<(Result<Bytes, Infallible>, Option<Self>)> {
+        if self.error_due() {
+            self.sim.with_stats(|s| s.mid_stream_errors += 1);
+            let line = Self::line(&json!({"error": SIMULATED_MID_STREAM_FAILURE}));
+            return Some((Ok(line), None));
+        }
+        if let Some(token) = self.tokens.get(self.sent).cloned() {
+            if self.sent > 0
+                && let Some(interval) = self.interval
+            {
+                tokio::time::sleep(interval).await;
+            }
+            self.sent += 1;
+            self.sim.with_stats(|s| s.tokens_emitted += 1);
+            let line = Self::line(&self.object(&token, None));
+            return Some((Ok(line), Some(self)));
+        }
+        let metrics = self.metrics();
+        self.sim.with_stats(|s| s.generations_completed += 1);
+        let line = Self::line(&self.object("", Some(metrics)));
+        Some((Ok(line), None))
+    }
+
+    fn stream(self) -> HttpResponse {
+        let body = futures::stream::unfold(Some(self), |state| async move {
+            match state {
+                Some(generation) => generation.next_line().await,
+                None => None,
+            }
+        });
+        HttpResponse::Ok()
+            .content_type("application/x-ndjson")
+            .streaming(body)
+    }
+
+    async fn whole(mut self) -> HttpResponse {
+        let goal = match self.error_after {
+            Some(n) => n.min(self.tokens.len()),
+            None => self.tokens.len(),
+        };
+        if let Some(interval) = self.interval
+            && goal > 1
+        {
+            let steps = u32::try_from(goal - 1).unwrap_or(u32::MAX);
+            tokio::time::sleep(interval.saturating_mul(steps)).await;
+        }
+        self.sent = goal;
+        self.sim.with_stats(|s| s.tokens_emitted += goal as u64);
+        if self.error_after.is_some() {
+            self.sim.with_stats(|s| s.mid_stream_errors += 1);
+            return error(StatusCode::INTERNAL_SERVER_ERROR, SIMULATED_MID_STREAM_FAILURE);
+        }
+        let content = self.tokens.concat();
+        let metrics = self.metrics();
+        self.sim.with_stats(|s| s.generations_completed += 1);
+        HttpResponse::Ok().json(self.object(&content, Some(metrics)))
+    }
+}
+
+fn duration_ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What a validated request asks for.
+struct Accepted {
+    kind: Kind,
+    /// The model as requested.
+    requested: String,
+    /// The configured model it resolved to.
+    model: String,
+    messages: Vec<SimMessage>,
+    stream: bool,
+    num_predict: Option<usize>,
+    json_format: bool,
+    keep_alive: KeepAlive,
+    context_prompt: Option<String>,
+}
+
+/// The answer to a request with nothing to generate: load or unload the model.
+fn load_or_unload(sim: &Sim, accepted: &Accepted) -> HttpResponse {
+    let done_reason = if accepted.keep_alive == KeepAlive::Unload {
+        sim.unload(&accepted.model);
+        "unload"
+    } else {
+        sim.touch_model(&accepted.model, accepted.keep_alive);
+        "load"
+    };
+    let created_at = now();
+    let body = match accepted.kind {
+        Kind::Chat => json!({
+            "model": accepted.requested,
+            "created_at": created_at,
+            "message": {"role": "assistant", "content": ""},
+            "done_reason": done_reason,
+            "done": true,
+        }),
+        Kind::Generate => json!({
+            "model": accepted.requested,
+            "created_at": created_at,
+            "response": "",
+            "done": true,
+            "done_reason": done_reason,
+        }),
+    };
+    HttpResponse::Ok().json(body)
+}
+
+/// Applies the faults, then answers with a stream or one object.
+async fn run(sim: &Sim, accepted: Accepted, started: Instant) -> HttpResponse {
+    if accepted.messages.is_empty() {
+        return load_or_unload(sim, &accepted);
+    }
+    let mut config = sim.config();
+    if config.hang {
+        sim.with_stats(|s| s.hung_requests += 1);
+        tracing::debug!("holding a request while hang is set");
+        let mut rx = sim.subscribe();
+        let _ = rx.wait_for(|c| !c.hang).await;
+        config = sim.config();
+    }
+    if config.error_rate > 0.0 && sim.next_request_fails(config.error_rate) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, SIMULATED_FAILURE);
+    }
+
+    let mut text = reply::chat_reply(&accepted.model, &accepted.messages, config.reply_tokens);
+    if accepted.json_format {
+        text = json!({ "reply": text }).to_string();
+    }
+    let mut tokens = reply::tokens(&text);
+    let mut done_reason = "stop";
+    if let Some(limit) = accepted.num_predict
+        && limit < tokens.len()
+    {
+        tokens.truncate(limit);
+        done_reason = "length";
+    }
+    let context = (accepted.kind == Kind::Generate).then(|| {
+        reply::context_ids(
+            accepted.context_prompt.as_deref().unwrap_or_default(),
+            &tokens.concat(),
+        )
+    });
+    let load_ns = sim.touch_model(&accepted.model, accepted.keep_alive);
+    sim.with_stats(|s| {
+        s.generations_started += 1;
+        *s.generations_by_model
+            .entry(accepted.model.clone())
+            .or_default() += 1;
+    });
+
+    tokio::time::sleep(config.first_token_delay()).await;
+    let generation = Generation {
+        sim: sim.clone(),
+        kind: accepted.kind,
+        model: accepted.requested,
+        tokens,
+        done_reason,
+        context,
+        prompt_eval_count: reply::prompt_eval_count(&accepted.messages),
+        load_ns,
+        started,
+        first_token_at: Instant::now(),
+        interval: config.token_interval(),
+        error_after: config.mid_stream_error_after,
+        sent: 0,
+    };
+    if accepted.stream {
+        generation.stream()
+    } else {
+        generation.whole().await
+    }
+}
+
+fn accept_chat(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
+    let req: ChatRequest = typed(body)?;
+    let model = resolve_model(&sim.config(), &req.model)?;
+    let mut messages = Vec::new();
+    for m in req.messages.unwrap_or_default() {
+        if !VALID_ROLES.contains(&m.role.as_str()) {
+            return Err(Failure::bad_request(format!(
+                "invalid role {:?}: must be one of system, user, assistant, tool",
+                m.role
+            )));
+        }
+        messages.push(SimMessage::new(m.role, m.content.unwrap_or_default()));
+    }
+    let keep_alive = models::parse_keep_alive(req.keep_alive.as_ref())
+        .map_err(Failure::bad_request)?;
+    Ok(Accepted {
+        kind: Kind::Chat,
+        requested: req.model,
+        model,
+        messages,
+        stream: req.stream.unwrap_or(true),
+        num_predict: num_predict(req.options.as_ref()),
+        json_format: wants_json(req.format.as_ref()),
+        keep_alive,
+        context_prompt: None,
+    })
+}
+
+fn accept_generate(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
+    let req: GenerateRequest = typed(body)?;
+    let model = resolve_model(&sim.config(), &req.model)?;
+    let keep_alive = models::parse_keep_alive(req.keep_alive.as_ref())
+        .map_err(Failure::bad_request)?;
+    let prompt = req.prompt.unwrap_or_default();
+    let messages = if prompt.is_empty() {
+        Vec::new()
+    } else {
+        reply::generate_messages(req.system.as_deref(), &prompt)
+    };
+    Ok(Accepted {
+        kind: Kind::Generate,
+        requested: req.model,
+        model,
+        messages,
+        stream: req.stream.unwrap_or(true),
+        num_predict: num_predict(req.options.as_ref()),
+        json_format: wants_json(req.format.as_ref()),
+        keep_alive,
+        context_prompt: Some(prompt),
+    })
+}
+
+async fn chat(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
+    let started = Instant::now();
+    count(&sim, |r| &mut r.chat);
+    let body = match read_json(payload).await {
+        Ok(body) => body,
+        Err(failure) => return failure.response(),
+    };
+    sim.record("chat", &body);
+    match accept_chat(&sim, body) {
+        Ok(accepted) => run(&sim, accepted, started).await,
+        Err(failure) => failure.response(),
+    }
+}
+
+async fn generate(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
+    let started = Instant::now();
+    count(&sim, |r| &mut r.generate);
+    let body = match read_json(payload).await {
+        Ok(body) => body,
+        Err(failure) => return failure.response(),
+    };
+    sim.record("generate", &body);
+    match accept_generate(&sim, body) {
+        Ok(accepted) => run(&sim, accepted, started).await,
+        Err(failure) => failure.response(),
+    }
+}

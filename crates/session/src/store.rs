@@ -1,0 +1,263 @@
+//! The Redis data layout of sessions.
+//!
+//! With prefix `P` (`session.key_prefix`):
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `P session:{id}` | hash | `user_id`, `created_at`, `updated_at` (RFC 3339) |
+//! | `P session:{id}:turns` | list | one JSON [`Turn`] per element, oldest first |
+//! | `P active` | sorted set | session ids scored by last activity (ms since epoch) |
+//!
+//! Both per-session keys carry the idle TTL, refreshed on every append. The
+//! sorted set is pruned of expired members on writes, and counted with
+//! `ZCOUNT` over the live score range, so a count is O(log n).
+//! Every round trip is bounded by `redis.timeout_ms`.
+
+use std::time::Duration;
+
+use chatbot_common::api::{SessionView, Turn};
+use chatbot_common::config::{RedisSettings, SessionSettings};
+use chrono::{DateTime, Utc};
+use deadpool_redis::redis::{self, AsyncCommands};
+use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
+use uuid::Uuid;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had from the pool.
+    #[error("redis unavailable")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// A command failed.
+    #[error("redis command failed")]
+    Redis(#[from] redis::RedisError),
+    /// Redis did not answer in time.
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// A stored value could not be read back.
+    #[error("stored session data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Sessions in Redis.
+pub struct SessionStore {
+    pool: Pool,
+    prefix: String,
+    idle: Duration,
+    max_turns: usize,
+    timeout: Duration,
+}
+
+impl SessionStore {
+    /// A store using a new connection pool (connections open lazily).
+    pub fn connect(
+        redis: &RedisSettings,
+        session: &SessionSettings,
+    ) -> Result<Self, deadpool_redis::CreatePoolError> {
+        let timeout = Duration::from_millis(redis.timeout_ms);
+        let mut config = Config::from_url(redis.url.expose());
+        config.pool = Some(PoolConfig {
+            max_size: redis.pool_size.max(1),
+            timeouts: Timeouts {
+                wait: Some(timeout),
+                create: Some(timeout),
+                recycle: Some(timeout),
+            },
+            ..PoolConfig::default()
+        });
+        Ok(Self {
+            pool: config.create_pool(Some(Runtime::Tokio1))?,
+            prefix: session.key_prefix.clone(),
+            idle: Duration::from_secs(session.idle_timeout_secs),
+            max_turns: session.max_turns,
+            timeout,
+        })
+    }
+
+    fn key(&self, id: Uuid) -> String {
+        format!("{}session:{id}", self.prefix)
+    }
+
+    fn turns_key(&self, id: Uuid) -> String {
+        format!("{}session:{id}:turns", self.prefix)
+    }
+
+    fn active_key(&self) -> String {
+        format!("{}active", self.prefix)
+    }
+
+    async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, op)
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))?
+    }
+
+    fn idle_secs(&self) -> i64 {
+        i64::try_from(self.idle.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    fn expires_at(&self, updated: DateTime<Utc>) -> DateTime<Utc> {
+        updated + chrono::Duration::seconds(self.idle_secs())
+    }
+
+    /// `PING`, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.bounded(async {
+            let mut conn = self.pool.get().await?;
+            let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Creates an empty session for `user_id`.
+    pub async fn create(&self, user_id: &str) -> Result<SessionView, StoreError> {
+        let id = Uuid::new_v4();
+        let now = Utc::now();
+        let stamp = now.to_rfc3339();
+        self.bounded(async {
+            let mut conn = self.pool.get().await?;
+            let key = self.key(id);
+            redis::pipe()
+                .atomic()
+                .hset_multiple(
+                    &key,
+                    &[("user_id", user_id), ("created_at", &stamp), ("updated_at", &stamp)],
+                )
+                .ignore()
+                .expire(&key, self.idle_secs())
+                .ignore()
+                .zadd(self.active_key(), id.to_string(), now.timestamp_millis())
+                .ignore()
+                .zrembyscore(self.active_key(), "-inf", self.oldest_live_score(now))
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await?;
+        Ok(SessionView {
+            session_id: id,
+            user_id: user_id.to_owned(),
+            created_at: now,
+            updated_at: now,
+            expires_at: self.expires_at(now),
+            turns: Vec::new(),
+        })
+    }
+
+    /// Scores below this belong to sessions idle longer than the timeout.
+    fn oldest_live_score(&self, now: DateTime<Utc>) -> String {
+        format!("({}", now.timestamp_millis() - self.idle_secs() * 1000)
+    }
+
+    /// The session with its turns, or `None` when unknown or expired.
+    pub async fn get(&self, id: Uuid) -> Result<Option<SessionView>, StoreError> {
+        let (fields, raw_turns): (Vec<(String, String)>, Vec<String>) = self
+            .bounded(async {
+                let mut conn = self.pool.get().await?;
+                Ok(redis::pipe()
+                    .hgetall(self.key(id))
+                    .lrange(self.turns_key(id), 0, -1)
+                    .query_async(&mut conn)
+                    .await?)
+            })
+            .await?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| StoreError::Corrupt(format!("session {id} has no {name}")))
+        };
+        let time = |name: &str| -> Result<DateTime<Utc>, StoreError> {
+            DateTime::parse_from_rfc3339(&field(name)?)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| StoreError::Corrupt(format!("session {id} {name}: {e}")))
+        };
+        let turns = raw_turns
+            .iter()
+            .map(|t| serde_json::from_str::<Turn>(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(format!("session {id} turn: {e}")))?;
+        let updated_at = time("updated_at")?;
+        Ok(Some(SessionView {
+            session_id: id,
+            user_id: field("user_id")?,
+            created_at: time("created_at")?,
+            updated_at,
+            expires_at: self.expires_at(updated_at),
+            turns,
+        }))
+    }
+
+    /// Appends turns, trims to the cap and refreshes the expiry. Returns the
+    /// number of stored turns, or `None` when the session is unknown.
+    pub async fn append(&self, id: Uuid, turns: &[Turn]) -> Result<Option<usize>, StoreError> {
+        let encoded = turns
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let now = Utc::now();
+        let max = isize::try_from(self.max_turns).unwrap_or(isize::MAX);
+        self.bounded(async {
+            let mut conn = self.pool.get().await?;
+            let key = self.key(id);
+            if !conn.exists::<_, bool>(&key).await? {
+                return Ok(None);
+            }
+            let turns_key = self.turns_key(id);
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            if !encoded.is_empty() {
+                pipe.rpush(&turns_key, &encoded).ignore();
+            }
+            let (_, _, _, _, _, len): ((), (), (), (), (), usize) = pipe
+                .ltrim(&turns_key, -max, -1)
+                .hset(&key, "updated_at", now.to_rfc3339())
+                .expire(&key, self.idle_secs())
+                .expire(&turns_key, self.idle_secs())
+                .zadd(self.active_key(), id.to_string(), now.timestamp_millis())
+                .llen(&turns_key)
+                .query_async(&mut conn)
+                .await?;
+            Ok(Some(len))
+        })
+        .await
+    }
+
+    /// Deletes a session; `false` when it did not exist.
+    pub async fn delete(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.bounded(async {
+            let mut conn = self.pool.get().await?;
+            let (removed, _, _): (u32, u32, u32) = redis::pipe()
+                .atomic()
+                .del(self.key(id))
+                .del(self.turns_key(id))
+                .zrem(self.active_key(), id.to_string())
+                .query_async(&mut conn)
+                .await?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    /// Sessions active within the idle timeout: one `ZCOUNT`, O(log n).
+    pub async fn count_active(&self) -> Result<u64, StoreError> {
+        let now = Utc::now();
+        self.bounded(async {
+            let mut conn = self.pool.get().await?;
+            Ok(conn
+                .zcount(self.active_key(), self.oldest_live_score(now), "+inf")
+                .await?)
+        })
+        .await
+    }
+}
