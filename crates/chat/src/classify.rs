@@ -49,7 +49,9 @@ pub struct Classifier {
 
 /// A rule named a type outside the fixed set.
 #[derive(Debug, thiserror::Error)]
-#[error("chat.classification.types: unknown type '{0}' (expected one of question, complaint, request, greeting, feedback)")]
+#[error(
+    "chat.classification.types: unknown type '{0}' (expected one of question, complaint, request, greeting, feedback)"
+)]
 pub struct UnknownType(String);
 
 impl Classifier {
@@ -104,21 +106,37 @@ mod tests {
     #[test]
     fn default_rules_classify_typical_messages() {
         let c = classifier();
-        assert_eq!(c.classify("Hello there"), (MessageType::Greeting, Urgency::Normal));
+        assert_eq!(
+            c.classify("Hello there"),
+            (MessageType::Greeting, Urgency::Normal)
+        );
         assert_eq!(
             c.classify("My order is broken, this is URGENT"),
             (MessageType::Complaint, Urgency::High)
         );
-        assert_eq!(c.classify("How do I reset my password?").0, MessageType::Question);
-        assert_eq!(c.classify("Could you send the invoice").0, MessageType::Request);
-        assert_eq!(c.classify("no rush, just a thought: great job").1, Urgency::Low);
+        assert_eq!(
+            c.classify("How do I reset my password?").0,
+            MessageType::Question
+        );
+        assert_eq!(
+            c.classify("Could you send the invoice").0,
+            MessageType::Request
+        );
+        assert_eq!(
+            c.classify("no rush, just a thought: great job").1,
+            Urgency::Low
+        );
         assert_eq!(c.classify("Thanks").0, MessageType::Other);
     }
 
     #[test]
     fn single_words_match_whole_words_only() {
         let c = classifier();
-        assert_eq!(c.classify("this thing").0, MessageType::Other, "'hi' is not in 'this'");
+        assert_eq!(
+            c.classify("this thing").0,
+            MessageType::Other,
+            "'hi' is not in 'this'"
+        );
         assert_eq!(c.classify("the system is down!").1, Urgency::High);
         assert_eq!(c.classify("downtime report").1, Urgency::Normal);
     }

@@ -72,9 +72,16 @@ impl Escalator {
         };
         let metrics = self.metrics.clone();
         self.tasks.spawn(async move {
-            let sent = client.post(&url).timeout(timeout).json(&message).send().await;
+            let sent = client
+                .post(&url)
+                .timeout(timeout)
+                .json(&message)
+                .send()
+                .await;
             match sent.and_then(reqwest::Response::error_for_status) {
-                Ok(_) => tracing::info!(message_id = %message.message_id, "urgent message sent to n8n"),
+                Ok(_) => {
+                    tracing::info!(message_id = %message.message_id, "urgent message sent to n8n")
+                }
                 Err(error) => {
                     metrics.error("escalation_failed", "n8n");
                     tracing::warn!(message_id = %message.message_id, error = %ErrorChain(&error),

@@ -143,7 +143,8 @@ impl Exchange {
     ) -> Result<LlmOutcome, LlmError> {
         let started = Instant::now();
         let result = self.llm.chat(&prepared.prompt, on_token).await;
-        self.metrics.llm_call(started.elapsed(), result.as_ref().ok());
+        self.metrics
+            .llm_call(started.elapsed(), result.as_ref().ok());
         if let Err(error) = &result {
             tracing::warn!(message_id = %prepared.id, error = %ErrorChain(error), "LLM call failed");
         }
@@ -200,7 +201,10 @@ impl Exchange {
             message_id: Some(prepared.id),
             created_at: now,
         };
-        let turns = vec![turn(Role::User, &prepared.message), turn(Role::Assistant, reply)];
+        let turns = vec![
+            turn(Role::User, &prepared.message),
+            turn(Role::Assistant, reply),
+        ];
         if let Err(error) = self.sessions.append(prepared.session_id, turns).await {
             self.metrics.error(error.code.as_str(), "session");
             tracing::warn!(session_id = %prepared.session_id, error = %error.message,

@@ -72,7 +72,12 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
             client.clone(),
         )),
         writer: db::MessageWriter::start(pool.clone(), chat.write_retry_queue, &tasks),
-        escalator: escalation::Escalator::new(&settings.n8n, client, tasks.clone(), metrics.clone()),
+        escalator: escalation::Escalator::new(
+            &settings.n8n,
+            client,
+            tasks.clone(),
+            metrics.clone(),
+        ),
         metrics,
         tasks: tasks.clone(),
     });
@@ -83,7 +88,11 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
     Ok(ServiceBuilder::new("chat", &chat.server)
         .readiness(check_fn("database", move || {
             let pool = pool.clone();
-            Box::pin(async move { db::ping(&pool).await.map_err(|e| ErrorChain(&e).to_string()) })
+            Box::pin(async move {
+                db::ping(&pool)
+                    .await
+                    .map_err(|e| ErrorChain(&e).to_string())
+            })
         }))
         .readiness(check_fn("ollama", move || {
             let llm = llm.clone();

@@ -233,8 +233,7 @@ impl LlmClient {
                 if chunk.done {
                     outcome.prompt_tokens = chunk.prompt_eval_count.unwrap_or(0);
                     outcome.completion_tokens = chunk.eval_count.unwrap_or(0);
-                    outcome.load_duration =
-                        Duration::from_nanos(chunk.load_duration.unwrap_or(0));
+                    outcome.load_duration = Duration::from_nanos(chunk.load_duration.unwrap_or(0));
                     outcome.done_reason = chunk.done_reason.unwrap_or_else(|| "stop".into());
                     outcome.time_to_first_token =
                         first_token_at.unwrap_or_else(Instant::now) - started;

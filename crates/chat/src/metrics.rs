@@ -53,7 +53,10 @@ impl Metrics {
                 .with_description("Total number of errors")
                 .build(),
             llm_duration: seconds("chatbot_llm_request_duration", "Duration of LLM calls"),
-            first_token: seconds("chatbot_llm_time_to_first_token", "Time to the first LLM token"),
+            first_token: seconds(
+                "chatbot_llm_time_to_first_token",
+                "Time to the first LLM token",
+            ),
             tokens: meter
                 .u64_counter("chatbot_llm_tokens")
                 .with_description("Tokens processed by the LLM")
@@ -76,7 +79,10 @@ impl Metrics {
     pub fn error(&self, kind: &'static str, component: &'static str) {
         self.0.errors.add(
             1,
-            &[KeyValue::new("type", kind), KeyValue::new("component", component)],
+            &[
+                KeyValue::new("type", kind),
+                KeyValue::new("component", component),
+            ],
         );
     }
 
@@ -89,12 +95,15 @@ impl Metrics {
             &[model.clone(), KeyValue::new("outcome", result)],
         );
         if let Some(o) = outcome {
-            self.0
-                .first_token
-                .record(o.time_to_first_token.as_secs_f64(), std::slice::from_ref(&model));
+            self.0.first_token.record(
+                o.time_to_first_token.as_secs_f64(),
+                std::slice::from_ref(&model),
+            );
             let dir = |d: &'static str| [model.clone(), KeyValue::new("direction", d)];
             self.0.tokens.add(u64::from(o.prompt_tokens), &dir("input"));
-            self.0.tokens.add(u64::from(o.completion_tokens), &dir("output"));
+            self.0
+                .tokens
+                .add(u64::from(o.completion_tokens), &dir("output"));
         }
     }
 }

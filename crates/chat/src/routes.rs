@@ -71,7 +71,10 @@ enum Event {
 impl Event {
     fn to_sse(&self) -> Bytes {
         let (name, data) = match self {
-            Self::Token(content) => ("token", serde_json::json!({ "content": content }).to_string()),
+            Self::Token(content) => (
+                "token",
+                serde_json::json!({ "content": content }).to_string(),
+            ),
             Self::Done(response) => ("done", serde_json::to_string(response).unwrap_or_default()),
             Self::Failed(error) => ("error", error.to_json()),
         };
@@ -99,7 +102,10 @@ async fn stream(exchange: Arc<Exchange>, prepared: Prepared) -> Result<HttpRespo
         Some(Event::Failed(error)) => return Err(error),
         Some(event) => event,
         None => {
-            return Err(ApiError::new(ErrorCode::Internal, "the exchange ended without an answer"));
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "the exchange ended without an answer",
+            ));
         }
     };
     let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));

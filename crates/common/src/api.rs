@@ -32,7 +32,11 @@ impl ChatRequest {
     /// Checks every field; `max_message_chars` comes from configuration.
     pub fn validate(&self, max_message_chars: usize) -> Result<(), ApiError> {
         validate_user_id(&self.user_id)?;
-        if self.message.chars().all(|c| matches!(c, ' ' | '\t' | '\n' | '\r')) {
+        if self
+            .message
+            .chars()
+            .all(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+        {
             return Err(ApiError::invalid("message must not be empty"));
         }
         let chars = self.message.chars().count();
@@ -246,7 +250,11 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_input() {
-        assert!(request("user_1@example.com", "Hello there").validate(100).is_ok());
+        assert!(
+            request("user_1@example.com", "Hello there")
+                .validate(100)
+                .is_ok()
+        );
         assert!(request("u", &"é".repeat(100)).validate(100).is_ok());
     }
 

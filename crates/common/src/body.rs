@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(code("{\"text\": 3}"), Some(ErrorCode::InvalidRequest));
         assert_eq!(code("{}"), Some(ErrorCode::InvalidRequest));
         assert_eq!(code("[1]"), Some(ErrorCode::InvalidRequest));
-        assert_eq!(code("{\"text\":\"a\",\"x\":1}"), Some(ErrorCode::InvalidRequest));
+        assert_eq!(
+            code("{\"text\":\"a\",\"x\":1}"),
+            Some(ErrorCode::InvalidRequest)
+        );
         assert_eq!(code("{\"text\":\"a\"}"), None);
     }
 }

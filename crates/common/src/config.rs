@@ -372,14 +372,37 @@ impl Default for ClassificationSettings {
             types: vec![
                 rule(
                     "complaint",
-                    &["complaint", "broken", "not working", "terrible", "angry", "refund"],
+                    &[
+                        "complaint",
+                        "broken",
+                        "not working",
+                        "terrible",
+                        "angry",
+                        "refund",
+                    ],
                 ),
-                rule("request", &["please", "can you", "could you", "i need", "i want"]),
+                rule(
+                    "request",
+                    &["please", "can you", "could you", "i need", "i want"],
+                ),
                 rule("feedback", &["feedback", "suggestion", "love", "great job"]),
-                rule("greeting", &["hello", "hi", "hey", "good morning", "good evening"]),
-                rule("question", &["?", "how", "what", "why", "when", "where", "who"]),
+                rule(
+                    "greeting",
+                    &["hello", "hi", "hey", "good morning", "good evening"],
+                ),
+                rule(
+                    "question",
+                    &["?", "how", "what", "why", "when", "where", "who"],
+                ),
             ],
-            high_urgency: words(&["urgent", "asap", "emergency", "immediately", "outage", "down"]),
+            high_urgency: words(&[
+                "urgent",
+                "asap",
+                "emergency",
+                "immediately",
+                "outage",
+                "down",
+            ]),
             low_urgency: words(&["whenever", "no rush", "low priority", "just curious"]),
         }
     }
@@ -558,7 +581,10 @@ mod tests {
     fn environment_variables_override_the_file() {
         let s = load_with(
             "[chat]\nmodel = \"from-file\"\n",
-            &[("CHATBOT__CHAT__MODEL", "from-env"), ("CHATBOT__GATEWAY__SERVER__PORT", "0")],
+            &[
+                ("CHATBOT__CHAT__MODEL", "from-env"),
+                ("CHATBOT__GATEWAY__SERVER__PORT", "0"),
+            ],
         );
         let s = s.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.chat.model, "from-env");

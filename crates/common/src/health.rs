@@ -48,10 +48,7 @@ impl ReadinessReport {
 }
 
 /// Runs every check concurrently, each bounded by `timeout`.
-pub async fn run_checks(
-    checks: &[Arc<dyn ReadinessCheck>],
-    timeout: Duration,
-) -> ReadinessReport {
+pub async fn run_checks(checks: &[Arc<dyn ReadinessCheck>], timeout: Duration) -> ReadinessReport {
     let outcomes = join_all(checks.iter().map(|c| async move {
         let started = std::time::Instant::now();
         let result = match tokio::time::timeout(timeout, c.check()).await {

@@ -172,7 +172,10 @@ impl RunningService {
             .await
             .is_err()
         {
-            tracing::warn!(service = name, "background tasks still running after the grace period");
+            tracing::warn!(
+                service = name,
+                "background tasks still running after the grace period"
+            );
         }
         telemetry::shutdown();
         tracing::info!(service = name, "stopped");

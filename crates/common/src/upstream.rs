@@ -79,7 +79,11 @@ impl Upstream {
         match response.json::<ErrorBody>().await {
             Ok(body) => body.error,
             Err(_) => {
-                tracing::warn!(upstream = self.name, status = status.as_u16(), "unexpected upstream answer");
+                tracing::warn!(
+                    upstream = self.name,
+                    status = status.as_u16(),
+                    "unexpected upstream answer"
+                );
                 ApiError::new(
                     ErrorCode::ServiceUnavailable,
                     format!("the {} service answered {status}", self.name),

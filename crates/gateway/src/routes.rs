@@ -54,11 +54,18 @@ async fn chat(
 ) -> Result<HttpResponse, ApiError> {
     let request: ChatRequest = read_json(&req, body, state.max_body_bytes).await?;
     request.validate(state.max_message_chars)?;
-    let mut call = state.chat.client().post(state.chat.url("/chat")).json(&request);
+    let mut call = state
+        .chat
+        .client()
+        .post(state.chat.url("/chat"))
+        .json(&request);
     if !request.stream {
         call = call.timeout(state.upstream_timeout);
     }
-    let response = call.send().await.map_err(|e| state.chat.transport_error(&e))?;
+    let response = call
+        .send()
+        .await
+        .map_err(|e| state.chat.transport_error(&e))?;
     if !response.status().is_success() {
         return Err(state.chat.error_from(response).await);
     }
@@ -81,23 +88,21 @@ fn is_event_stream(response: &reqwest::Response) -> bool {
 /// Relays an SSE stream; if chat's stream breaks, the client gets a final
 /// `error` event instead of a silently cut reply.
 fn relay_stream(response: reqwest::Response) -> HttpResponse {
-    let body = response
-        .bytes_stream()
-        .scan(false, |failed, item| {
-            if *failed {
-                return futures::future::ready(None);
-            }
-            let bytes = item.unwrap_or_else(|error| {
-                tracing::warn!(%error, "chat stream broke");
-                *failed = true;
-                let error = ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "the chat service stopped in the middle of the reply",
-                );
-                Bytes::from(format!("\n\nevent: error\ndata: {}\n\n", error.to_json()))
-            });
-            futures::future::ready(Some(Ok::<_, std::convert::Infallible>(bytes)))
+    let body = response.bytes_stream().scan(false, |failed, item| {
+        if *failed {
+            return futures::future::ready(None);
+        }
+        let bytes = item.unwrap_or_else(|error| {
+            tracing::warn!(%error, "chat stream broke");
+            *failed = true;
+            let error = ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the chat service stopped in the middle of the reply",
+            );
+            Bytes::from(format!("\n\nevent: error\ndata: {}\n\n", error.to_json()))
         });
+        futures::future::ready(Some(Ok::<_, std::convert::Infallible>(bytes)))
+    });
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
@@ -111,8 +116,15 @@ async fn get_session(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_session_id(&id)?;
     let url = state.session.url(&format!("/sessions/{id}"));
-    let call = state.session.client().get(url).timeout(state.upstream_timeout);
-    let response = call.send().await.map_err(|e| state.session.transport_error(&e))?;
+    let call = state
+        .session
+        .client()
+        .get(url)
+        .timeout(state.upstream_timeout);
+    let response = call
+        .send()
+        .await
+        .map_err(|e| state.session.transport_error(&e))?;
     if !response.status().is_success() {
         return Err(state.session.error_from(response).await);
     }
@@ -127,8 +139,15 @@ async fn delete_session(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_session_id(&id)?;
     let url = state.session.url(&format!("/sessions/{id}"));
-    let call = state.session.client().delete(url).timeout(state.upstream_timeout);
-    let response = call.send().await.map_err(|e| state.session.transport_error(&e))?;
+    let call = state
+        .session
+        .client()
+        .delete(url)
+        .timeout(state.upstream_timeout);
+    let response = call
+        .send()
+        .await
+        .map_err(|e| state.session.transport_error(&e))?;
     if response.status() != StatusCode::NO_CONTENT.as_u16() {
         return Err(state.session.error_from(response).await);
     }

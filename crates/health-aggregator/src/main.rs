@@ -3,5 +3,7 @@
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let settings = chatbot_common::server::start_process("health-aggregator");
-    health_aggregator::build(&settings)?.run_until_stopped().await
+    health_aggregator::build(&settings)?
+        .run_until_stopped()
+        .await
 }

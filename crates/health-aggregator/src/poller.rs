@@ -71,9 +71,11 @@ impl Poller {
 
     /// Checks everything once, concurrently, and caches the verdict.
     pub async fn poll_once(&self) {
-        let results = join_all(self.targets.iter().map(|(name, upstream)| async move {
-            (name.clone(), self.check(upstream).await)
-        }))
+        let results = join_all(
+            self.targets
+                .iter()
+                .map(|(name, upstream)| async move { (name.clone(), self.check(upstream).await) }),
+        )
         .await;
         let ok = results.iter().all(|(_, s)| s.error.is_none());
         let verdict = Verdict {

@@ -72,7 +72,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, sim: Sim) {
 
 /// The minimal OpenAPI document served at `/openapi.json`.
 pub fn openapi() -> Value {
-    let op = |summary: &str| json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
+    let op =
+        |summary: &str| json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -290,7 +291,12 @@ fn resolve_model(config: &SimConfig, requested: &str) -> Result<String, Failure>
     }
     models::find(&config.models, requested)
         .cloned()
-        .ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("model '{requested}' not found")))
+        .ok_or_else(|| {
+            Failure::new(
+                StatusCode::NOT_FOUND,
+                format!("model '{requested}' not found"),
+            )
+        })
 }
 
 fn num_predict(options: Option<&Value>) -> Option<usize> {
@@ -572,7 +578,10 @@ impl Generation {
         self.sim.with_stats(|s| s.tokens_emitted += goal as u64);
         if self.error_after.is_some() {
             self.sim.with_stats(|s| s.mid_stream_errors += 1);
-            return error(StatusCode::INTERNAL_SERVER_ERROR, SIMULATED_MID_STREAM_FAILURE);
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                SIMULATED_MID_STREAM_FAILURE,
+            );
         }
         let content = self.tokens.concat();
         let metrics = self.metrics();
@@ -708,8 +717,8 @@ fn accept_chat(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
         }
         messages.push(SimMessage::new(m.role, m.content.unwrap_or_default()));
     }
-    let keep_alive = models::parse_keep_alive(req.keep_alive.as_ref())
-        .map_err(Failure::bad_request)?;
+    let keep_alive =
+        models::parse_keep_alive(req.keep_alive.as_ref()).map_err(Failure::bad_request)?;
     Ok(Accepted {
         kind: Kind::Chat,
         requested: req.model,
@@ -726,8 +735,8 @@ fn accept_chat(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
 fn accept_generate(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
     let req: GenerateRequest = typed(body)?;
     let model = resolve_model(&sim.config(), &req.model)?;
-    let keep_alive = models::parse_keep_alive(req.keep_alive.as_ref())
-        .map_err(Failure::bad_request)?;
+    let keep_alive =
+        models::parse_keep_alive(req.keep_alive.as_ref()).map_err(Failure::bad_request)?;
     let prompt = req.prompt.unwrap_or_default();
     let messages = if prompt.is_empty() {
         Vec::new()

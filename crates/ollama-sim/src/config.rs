@@ -111,8 +111,8 @@ impl SimConfig {
         for (key, value) in patch {
             current.insert(key.clone(), value.clone());
         }
-        let merged: Self =
-            serde_json::from_value(serde_json::Value::Object(current)).map_err(|e| e.to_string())?;
+        let merged: Self = serde_json::from_value(serde_json::Value::Object(current))
+            .map_err(|e| e.to_string())?;
         merged.validate()?;
         Ok(merged)
     }

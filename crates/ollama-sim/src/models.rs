@@ -80,7 +80,8 @@ pub fn info(name: &str) -> ModelInfo {
                 .unwrap_or_else(|| "7B".to_owned());
             let digest = hex_digest(&canon);
             let size = 500_000_000
-                + u64::from_str_radix(digest.get(..8).unwrap_or("0"), 16).unwrap_or(0) % 4_000_000_000;
+                + u64::from_str_radix(digest.get(..8).unwrap_or("0"), 16).unwrap_or(0)
+                    % 4_000_000_000;
             return ModelInfo {
                 name: name.to_owned(),
                 size,
@@ -206,7 +207,10 @@ mod tests {
         assert_eq!(parse_keep_alive(Some(&json!(0))), Ok(KeepAlive::Unload));
         assert_eq!(parse_keep_alive(Some(&json!("0"))), Ok(KeepAlive::Unload));
         assert_eq!(parse_keep_alive(Some(&json!(-1))), Ok(KeepAlive::Forever));
-        assert_eq!(parse_keep_alive(Some(&json!("-1m"))), Ok(KeepAlive::Forever));
+        assert_eq!(
+            parse_keep_alive(Some(&json!("-1m"))),
+            Ok(KeepAlive::Forever)
+        );
         assert_eq!(
             parse_keep_alive(Some(&json!("1h30m"))),
             Ok(KeepAlive::For(chrono::Duration::minutes(90)))

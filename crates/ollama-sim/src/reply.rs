@@ -90,7 +90,13 @@ pub fn reply_words(model: &str, messages: &[SimMessage], reply_tokens: usize) ->
 pub fn tokens(text: &str) -> Vec<String> {
     text.split_whitespace()
         .enumerate()
-        .map(|(i, w)| if i == 0 { w.to_owned() } else { format!(" {w}") })
+        .map(|(i, w)| {
+            if i == 0 {
+                w.to_owned()
+            } else {
+                format!(" {w}")
+            }
+        })
         .collect()
 }
 
@@ -130,7 +136,10 @@ fn base_text(messages: &[SimMessage]) -> String {
         .unwrap_or_default();
     let mut text = format!("Echo: {echo}. Context: {count} earlier messages");
     if let Some(first) = earlier.iter().find(|m| m.role == "user") {
-        let quote: String = normalize(&first.content).chars().take(QUOTE_CHARS).collect();
+        let quote: String = normalize(&first.content)
+            .chars()
+            .take(QUOTE_CHARS)
+            .collect();
         text.push_str(&format!(" (first: \"{}\")", quote.trim_end()));
     }
     text
@@ -211,7 +220,10 @@ mod tests {
         let reply = chat_reply("m", &m, 0);
         assert_eq!(
             reply,
-            format!("Echo: third. Context: 4 earlier messages (first: \"{}\")", "x".repeat(60))
+            format!(
+                "Echo: third. Context: 4 earlier messages (first: \"{}\")",
+                "x".repeat(60)
+            )
         );
     }
 

@@ -103,7 +103,9 @@ impl Default for Sim {
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sim").field("config", &self.config()).finish()
+        f.debug_struct("Sim")
+            .field("config", &self.config())
+            .finish()
     }
 }
 
@@ -198,10 +200,7 @@ impl Sim {
         let now = Utc::now();
         let key = models::canonical(name);
         let mut inner = self.lock();
-        let warm = inner
-            .loaded
-            .get(&key)
-            .is_some_and(|l| l.expires_at > now);
+        let warm = inner.loaded.get(&key).is_some_and(|l| l.expires_at > now);
         match keep_alive {
             KeepAlive::Unload => {
                 inner.loaded.remove(&key);
@@ -268,8 +267,14 @@ mod tests {
     #[test]
     fn first_use_is_a_cold_load() {
         let sim = Sim::default();
-        assert_eq!(sim.touch_model("llama3.2:1b", models::DEFAULT_KEEP_ALIVE), COLD_LOAD_NS);
-        assert_eq!(sim.touch_model("llama3.2:1b", models::DEFAULT_KEEP_ALIVE), WARM_LOAD_NS);
+        assert_eq!(
+            sim.touch_model("llama3.2:1b", models::DEFAULT_KEEP_ALIVE),
+            COLD_LOAD_NS
+        );
+        assert_eq!(
+            sim.touch_model("llama3.2:1b", models::DEFAULT_KEEP_ALIVE),
+            WARM_LOAD_NS
+        );
         assert_eq!(sim.loaded().len(), 1);
         sim.unload("llama3.2:1b");
         assert!(sim.loaded().is_empty());

@@ -87,8 +87,9 @@ async fn append(
         .await
         .map_err(|e| unavailable(&e))?
     {
-        Some(count) => Ok(HttpResponse::Ok()
-            .json(serde_json::json!({"session_id": id, "turn_count": count}))),
+        Some(count) => {
+            Ok(HttpResponse::Ok().json(serde_json::json!({"session_id": id, "turn_count": count})))
+        }
         None => Err(not_found(id)),
     }
 }

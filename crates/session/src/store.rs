@@ -125,7 +125,11 @@ impl SessionStore {
                 .atomic()
                 .hset_multiple(
                     &key,
-                    &[("user_id", user_id), ("created_at", &stamp), ("updated_at", &stamp)],
+                    &[
+                        ("user_id", user_id),
+                        ("created_at", &stamp),
+                        ("updated_at", &stamp),
+                    ],
                 )
                 .ignore()
                 .expire(&key, self.idle_secs())

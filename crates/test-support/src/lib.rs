@@ -7,6 +7,7 @@
 //!   [`fresh_prefix`] for key isolation.
 //! * [`process`]: [`ServiceProcess`], a service binary run as a real process
 //!   whose logs are captured, and [`free_port`].
+//! * [`app`]: settings for in-process services on port 0, and starting them.
 //! * [`n8n`]: [`N8nStandIn`], an HTTP receiver standing in for n8n's webhook
 //!   and health endpoint.
 //!
@@ -16,6 +17,7 @@
 //! ones, or any instance when the test process is killed) are cleaned up by a
 //! small detached shell watchdog that waits for the test process to exit.
 
+pub mod app;
 pub mod n8n;
 pub mod postgres;
 pub mod process;

@@ -1,0 +1,53 @@
+//! In-process services for a crate's integration tests.
+//!
+//! [`settings`] gives a configuration where every listener binds port 0 on
+//! 127.0.0.1 with one worker; [`serve`] runs a built service on the test's
+//! runtime and returns its base URL.
+
+use chatbot_common::config::Settings;
+use chatbot_common::server::RunningService;
+
+/// Settings for tests: every service on port 0 with one worker, quiet logs,
+/// and dependency URLs pointing nowhere until the test sets them.
+pub fn settings() -> Settings {
+    let mut s = Settings::default();
+    for server in [
+        &mut s.gateway.server,
+        &mut s.chat.server,
+        &mut s.session.server,
+        &mut s.aggregator.server,
+    ] {
+        server.port = 0;
+        server.workers = 1;
+        server.shutdown_grace_secs = 5;
+    }
+    s.log.level = "warn".into();
+    s
+}
+
+/// Runs `service` in the background and returns `http://127.0.0.1:PORT`.
+pub fn serve(service: RunningService) -> String {
+    let url = format!("http://{}", service.addr());
+    tokio::spawn(service.run_until_stopped());
+    url
+}
+
+/// A fresh database on the shared PostgreSQL, as a [`chatbot_common::config::Secret`]-ready URL.
+pub async fn fresh_database_url() -> String {
+    crate::shared_postgres().fresh_database().await
+}
+
+/// Sends a JSON body and returns the status and the parsed JSON answer
+/// (`Value::Null` when the body is empty or not JSON).
+pub async fn send_json(
+    request: reqwest::RequestBuilder,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("request failed: {e}"));
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
