@@ -1,1 +1,115 @@
-//! Integration tests.
+//! Integration tests of the chat service: real PostgreSQL and Redis, the real
+//! session service, the Ollama simulator, all in this process on port 0.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod exchange;
+mod failures;
+mod reports;
+
+use chatbot_common::config::Settings;
+use ollama_sim::{SimConfig, SimServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use test_support::app::{connect, fresh_database_url, send_json, serve, settings};
+use test_support::{fresh_prefix, shared_redis};
+
+/// One chat service with its own database, key prefix and simulator.
+pub(crate) struct Stack {
+    pub(crate) chat: String,
+    pub(crate) session: String,
+    pub(crate) sim: SimServer,
+    pub(crate) db_url: String,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Stack {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the defaults, then `tweak` (which may point chat at other
+    /// dependencies).
+    pub(crate) async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
+        let sim = ollama_sim::spawn(SimConfig::default()).await.unwrap();
+        let db_url = fresh_database_url().await;
+        let mut s = settings();
+        s.redis.url = shared_redis().url().as_str().into();
+        s.session.key_prefix = fresh_prefix();
+        s.database.url = db_url.as_str().into();
+        s.ollama.url = sim.url();
+        s.chat.timeouts.first_token_ms = 2_000;
+        s.chat.timeouts.total_ms = 5_000;
+        let session = serve(session::build(&s).unwrap());
+        s.chat.session_url = session.clone();
+        tweak(&mut s);
+        let db_url = s.database.url.expose().to_owned();
+        let chat = serve(chat::build(&s).await.unwrap());
+        Self {
+            chat,
+            session,
+            sim,
+            db_url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub(crate) async fn send(&self, body: Value) -> (StatusCode, Value) {
+        send_json(self.http.post(format!("{}/chat", self.chat)).json(&body)).await
+    }
+
+    pub(crate) async fn say(&self, user: &str, message: &str, session: Option<&str>) -> Value {
+        let (status, body) = self
+            .send(json!({"user_id": user, "message": message, "session_id": session}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// Sends a streamed request; returns status, content type and raw body.
+    pub(crate) async fn stream(&self, body: Value) -> (StatusCode, String, String) {
+        let response = self
+            .http
+            .post(format!("{}/chat", self.chat))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, content_type, response.text().await.unwrap())
+    }
+
+    pub(crate) async fn db(&self) -> tokio_postgres::Client {
+        connect(&self.db_url).await
+    }
+
+    /// The stored row of an exchange, waiting up to 5 s for it.
+    pub(crate) async fn row(&self, message_id: &str) -> tokio_postgres::Row {
+        let id: uuid::Uuid = message_id.parse().unwrap();
+        let db = self.db().await;
+        for _ in 0..50 {
+            if let Some(row) = db
+                .query_opt("SELECT * FROM messages WHERE id = $1", &[&id])
+                .await
+                .unwrap()
+            {
+                return row;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("exchange {message_id} was never stored");
+    }
+
+    pub(crate) async fn rows(&self) -> Vec<tokio_postgres::Row> {
+        self.db()
+            .await
+            .query("SELECT * FROM messages ORDER BY timestamp", &[])
+            .await
+            .unwrap()
+    }
+}

@@ -125,7 +125,10 @@ pub async fn ndjson(response: reqwest::Response) -> Vec<Value> {
         .text()
         .await
         .unwrap_or_else(|e| panic!("reading body: {e}"));
-    assert!(text.ends_with('\n'), "NDJSON must end with a newline: {text:?}");
+    assert!(
+        text.ends_with('\n'),
+        "NDJSON must end with a newline: {text:?}"
+    );
     text.lines()
         .map(|line| {
             let value: Value = serde_json::from_str(line)
