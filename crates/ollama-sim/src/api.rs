@@ -197,6 +197,11 @@ struct GenerateChunk<'a> {
 }
 
 #[derive(Debug, Serialize)]
+struct ModelList<T> {
+    models: Vec<T>,
+}
+
+#[derive(Debug, Serialize)]
 struct TagModel {
     name: String,
     model: String,
@@ -231,6 +236,22 @@ fn now() -> String {
 /// An Ollama-style error: `{"error": "..."}` with `status`.
 fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(json!({"error": message.into()}))
+}
+
+/// `value` as JSON bytes, keeping the struct's field order (Ollama's).
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_else(|e| {
+        json!({"error": format!("could not encode the answer: {e}")})
+            .to_string()
+            .into_bytes()
+    })
+}
+
+/// A 200 `application/json` answer made of `body`.
+fn json_response(body: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json; charset=utf-8")
+        .body(body)
 }
 
 /// A refused request, answered by [`Failure::response`].
@@ -348,7 +369,7 @@ async fn tags(sim: web::Data<Sim>) -> HttpResponse {
             }
         })
         .collect();
-    HttpResponse::Ok().json(json!({"models": list}))
+    HttpResponse::Ok().json(ModelList { models: list })
 }
 
 async fn ps(sim: web::Data<Sim>) -> HttpResponse {
@@ -370,7 +391,7 @@ async fn ps(sim: web::Data<Sim>) -> HttpResponse {
             }
         })
         .collect();
-    HttpResponse::Ok().json(json!({"models": list}))
+    HttpResponse::Ok().json(ModelList { models: list })
 }
 
 async fn show(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
@@ -487,11 +508,12 @@ impl Generation {
         }
     }
 
-    /// One object: a token chunk, or with `done` the final object.
-    fn object(&self, content: &str, done: Option<Metrics>) -> Value {
+    /// One object, in Ollama's field order: a token chunk, or with `done`
+    /// the final object.
+    fn object(&self, content: &str, done: Option<Metrics>) -> Vec<u8> {
         let done_reason = done.map(|_| self.done_reason);
-        let result = match self.kind {
-            Kind::Chat => serde_json::to_value(ChatChunk {
+        match self.kind {
+            Kind::Chat => encode(&ChatChunk {
                 model: &self.model,
                 created_at: now(),
                 message: AssistantMessage {
@@ -502,7 +524,7 @@ impl Generation {
                 done: done.is_some(),
                 metrics: done,
             }),
-            Kind::Generate => serde_json::to_value(GenerateChunk {
+            Kind::Generate => encode(&GenerateChunk {
                 model: &self.model,
                 created_at: now(),
                 response: content,
@@ -511,14 +533,12 @@ impl Generation {
                 context: done.and(self.context.as_deref()),
                 metrics: done,
             }),
-        };
-        result.unwrap_or_else(|e| json!({"error": e.to_string()}))
+        }
     }
 
-    fn line(value: &Value) -> Bytes {
-        let mut text = value.to_string();
-        text.push('\n');
-        Bytes::from(text)
+    fn line(mut object: Vec<u8>) -> Bytes {
+        object.push(b'\n');
+        Bytes::from(object)
     }
 
     /// Whether the injected mid-stream error is due now.
@@ -531,7 +551,7 @@ impl Generation {
     async fn next_line(mut self) -> Option<(Result<Bytes, Infallible>, Option<Self>)> {
         if self.error_due() {
             self.sim.with_stats(|s| s.mid_stream_errors += 1);
-            let line = Self::line(&json!({"error": SIMULATED_MID_STREAM_FAILURE}));
+            let line = Self::line(encode(&json!({"error": SIMULATED_MID_STREAM_FAILURE})));
             return Some((Ok(line), None));
         }
         if let Some(token) = self.tokens.get(self.sent).cloned() {
@@ -542,12 +562,12 @@ impl Generation {
             }
             self.sent += 1;
             self.sim.with_stats(|s| s.tokens_emitted += 1);
-            let line = Self::line(&self.object(&token, None));
+            let line = Self::line(self.object(&token, None));
             return Some((Ok(line), Some(self)));
         }
         let metrics = self.metrics();
         self.sim.with_stats(|s| s.generations_completed += 1);
-        let line = Self::line(&self.object("", Some(metrics)));
+        let line = Self::line(self.object("", Some(metrics)));
         Some((Ok(line), None))
     }
 
@@ -586,7 +606,7 @@ impl Generation {
         let content = self.tokens.concat();
         let metrics = self.metrics();
         self.sim.with_stats(|s| s.generations_completed += 1);
-        HttpResponse::Ok().json(self.object(&content, Some(metrics)))
+        json_response(self.object(&content, Some(metrics)))
     }
 }
 
@@ -618,24 +638,29 @@ fn load_or_unload(sim: &Sim, accepted: &Accepted) -> HttpResponse {
         sim.touch_model(&accepted.model, accepted.keep_alive);
         "load"
     };
-    let created_at = now();
     let body = match accepted.kind {
-        Kind::Chat => json!({
-            "model": accepted.requested,
-            "created_at": created_at,
-            "message": {"role": "assistant", "content": ""},
-            "done_reason": done_reason,
-            "done": true,
+        Kind::Chat => encode(&ChatChunk {
+            model: &accepted.requested,
+            created_at: now(),
+            message: AssistantMessage {
+                role: "assistant",
+                content: "",
+            },
+            done_reason: Some(done_reason),
+            done: true,
+            metrics: None,
         }),
-        Kind::Generate => json!({
-            "model": accepted.requested,
-            "created_at": created_at,
-            "response": "",
-            "done": true,
-            "done_reason": done_reason,
+        Kind::Generate => encode(&GenerateChunk {
+            model: &accepted.requested,
+            created_at: now(),
+            response: "",
+            done: true,
+            done_reason: Some(done_reason),
+            context: None,
+            metrics: None,
         }),
     };
-    HttpResponse::Ok().json(body)
+    json_response(body)
 }
 
 /// Applies the faults, then answers with a stream or one object.

@@ -1,1 +1,223 @@
-//! Integration tests.
+//! Integration tests of the public API: the gateway in front of the real chat
+//! and session services (in this process, port 0), real PostgreSQL and Redis,
+//! and the Ollama simulator.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use chatbot_common::config::Settings;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use test_support::app::{fresh_database_url, parse_sse, send_json, serve, settings};
+use test_support::{fresh_prefix, shared_redis};
+
+struct Gateway {
+    url: String,
+    http: reqwest::Client,
+    _sim: ollama_sim::SimServer,
+}
+
+impl Gateway {
+    /// The whole path behind a gateway; `tweak` adjusts the gateway's settings.
+    async fn start(tweak: impl FnOnce(&mut Settings)) -> Self {
+        let sim = ollama_sim::spawn(ollama_sim::SimConfig::default())
+            .await
+            .unwrap();
+        let mut s = settings();
+        s.redis.url = shared_redis().url().as_str().into();
+        s.session.key_prefix = fresh_prefix();
+        s.database.url = fresh_database_url().await.as_str().into();
+        s.ollama.url = sim.url();
+        let session = serve(session::build(&s).unwrap());
+        s.chat.session_url = session.clone();
+        s.gateway.session_url = session;
+        s.gateway.chat_url = serve(chat::build(&s).await.unwrap());
+        tweak(&mut s);
+        Self {
+            url: serve(gateway::build(&s).unwrap()),
+            http: reqwest::Client::new(),
+            _sim: sim,
+        }
+    }
+
+    async fn chat(&self, body: Value) -> (StatusCode, Value) {
+        send_json(self.http.post(format!("{}/api/chat", self.url)).json(&body)).await
+    }
+
+    async fn raw(&self, body: &'static str) -> (StatusCode, Value) {
+        send_json(self.http.post(format!("{}/api/chat", self.url)).body(body)).await
+    }
+}
+
+fn code(answer: &Value) -> &str {
+    answer["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_session_read_and_delete_through_the_gateway() {
+    let gw = Gateway::start(|_| {}).await;
+    let (status, first) = gw
+        .chat(json!({"user_id": "ann", "message": "I love this"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["type"], "feedback");
+    let id = first["session_id"].as_str().unwrap();
+    let (_, second) = gw
+        .chat(json!({"user_id": "ann", "message": "and more", "session_id": id}))
+        .await;
+    assert!(
+        second["reply"]
+            .as_str()
+            .unwrap()
+            .contains("(first: \"I love this\")")
+    );
+
+    let (status, session) = send_json(gw.http.get(format!("{}/api/sessions/{id}", gw.url))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(session["turns"].as_array().unwrap().len(), 4);
+
+    let deleted = gw
+        .http
+        .delete(format!("{}/api/sessions/{id}", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    let (status, answer) = send_json(gw.http.get(format!("{}/api/sessions/{id}", gw.url))).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::NOT_FOUND, "session_not_found")
+    );
+    let (status, answer) = gw
+        .chat(json!({"user_id": "ann", "message": "still there?", "session_id": id}))
+        .await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::NOT_FOUND, "session_not_found")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_is_relayed_event_by_event() {
+    let gw = Gateway::start(|_| {}).await;
+    let response = gw
+        .http
+        .post(format!("{}/api/chat", gw.url))
+        .json(&json!({"user_id": "bo", "message": "stream please", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let events = parse_sse(&response.text().await.unwrap());
+    assert!(events.iter().filter(|(n, _)| n == "token").count() >= 12);
+    let done: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
+    assert!(
+        done["reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("Echo: stream please.")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_the_documented_errors() {
+    let gw = Gateway::start(|s| s.gateway.max_body_bytes = 1024).await;
+    assert_eq!(gw.raw("{\"user_id\": ").await.0, StatusCode::BAD_REQUEST);
+    let (status, answer) = gw.raw("").await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::BAD_REQUEST, "malformed_json")
+    );
+    let big = json!({"user_id": "u", "message": "x".repeat(2000)});
+    let (status, answer) = gw.chat(big).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+    );
+    let (status, answer) = gw.chat(json!({"user_id": "u", "message": " \n "})).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+    );
+    let (status, answer) = gw.chat(json!({"message": "hi"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("user_id")
+    );
+    let (status, answer) = send_json(gw.http.get(format!("{}/api/sessions/xyz", gw.url))).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+    );
+    let (status, answer) = send_json(gw.http.get(format!("{}/api/nothing", gw.url))).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, answer) = send_json(gw.http.get(format!("{}/api/chat", gw.url))).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_chat_service_is_a_503() {
+    let closed = test_support::free_port();
+    let gw = Gateway::start(|s| s.gateway.chat_url = format!("http://127.0.0.1:{closed}")).await;
+    let (status, answer) = gw.chat(json!({"user_id": "u", "message": "hello"})).await;
+    assert_eq!(
+        (status, code(&answer)),
+        (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("chat")
+    );
+    let ready = gw
+        .http
+        .get(format!("{}/readyz", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_exactly_the_public_routes() {
+    let gw = Gateway::start(|s| s.chat.max_message_chars = 777).await;
+    let (status, doc) = send_json(gw.http.get(format!("{}/openapi.json", gw.url))).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        [
+            "/api/chat",
+            "/api/sessions/{id}",
+            "/livez",
+            "/metrics",
+            "/openapi.json",
+            "/readyz"
+        ]
+    );
+    assert_eq!(
+        doc["components"]["schemas"]["ChatRequest"]["properties"]["message"]["maxLength"], 777,
+        "the document follows the configured limit"
+    );
+}
