@@ -1,1 +1,116 @@
-//! End-to-end tests.
+//! End-to-end tests: the four services and the Ollama simulator run as real
+//! processes (the binaries cargo built), configured like an operator would,
+//! through `config/default.toml` and `CHATBOT__...` variables, against
+//! throwaway PostgreSQL and Redis servers. Build the binaries first:
+//! `cargo build --workspace --bins` (the test command does).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod chat_path;
+mod openapi_fuzz;
+mod shutdown;
+
+use std::path::PathBuf;
+
+use test_support::app::send_json;
+use test_support::{ServiceProcess, fresh_prefix, shared_postgres, shared_redis};
+
+/// The repository root (where `config/` lives).
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut all = vec![
+        (
+            "CHATBOT_CONFIG_DIR".to_owned(),
+            repo_root().join("config").display().to_string(),
+        ),
+        ("CHATBOT__LOG__LEVEL".to_owned(), "info".to_owned()),
+    ];
+    all.extend(pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    all
+}
+
+/// The whole stack as processes.
+pub(crate) struct Stack {
+    pub(crate) sim: ServiceProcess,
+    pub(crate) session: ServiceProcess,
+    pub(crate) chat: ServiceProcess,
+    pub(crate) gateway: ServiceProcess,
+    pub(crate) aggregator: ServiceProcess,
+    pub(crate) db_url: String,
+    pub(crate) http: reqwest::Client,
+}
+
+impl Stack {
+    /// Starts everything in dependency order; `sim_args` go to the simulator.
+    pub(crate) async fn start(sim_env: &[(&str, String)]) -> Self {
+        let db_url = shared_postgres().fresh_database().await;
+        let mut sim_vars = vec![("OLLAMA_SIM_PORT", "0".to_owned())];
+        sim_vars.extend(sim_env.iter().cloned());
+        let sim = ServiceProcess::spawn_async("ollama-sim", &env(&sim_vars)).await;
+        let session = ServiceProcess::spawn_async(
+            "session",
+            &env(&[
+                ("CHATBOT__SESSION__SERVER__PORT", "0".into()),
+                ("CHATBOT__REDIS__URL", shared_redis().url()),
+                ("CHATBOT__SESSION__KEY_PREFIX", fresh_prefix()),
+            ]),
+        )
+        .await;
+        let chat = ServiceProcess::spawn_async(
+            "chat",
+            &env(&[
+                ("CHATBOT__CHAT__SERVER__PORT", "0".into()),
+                ("CHATBOT__CHAT__SESSION_URL", session.base_url()),
+                ("CHATBOT__DATABASE__URL", db_url.clone()),
+                ("CHATBOT__OLLAMA__URL", sim.base_url()),
+                ("CHATBOT__CHAT__TIMEOUTS__FIRST_TOKEN_MS", "3000".into()),
+            ]),
+        )
+        .await;
+        let gateway = ServiceProcess::spawn_async(
+            "gateway",
+            &env(&[
+                ("CHATBOT__GATEWAY__SERVER__PORT", "0".into()),
+                ("CHATBOT__GATEWAY__CHAT_URL", chat.base_url()),
+                ("CHATBOT__GATEWAY__SESSION_URL", session.base_url()),
+            ]),
+        )
+        .await;
+        let aggregator = ServiceProcess::spawn_async(
+            "health-aggregator",
+            &env(&[
+                ("CHATBOT__AGGREGATOR__SERVER__PORT", "0".into()),
+                ("CHATBOT__AGGREGATOR__INTERVAL_SECS", "1".into()),
+                ("CHATBOT__AGGREGATOR__SERVICES__GATEWAY", gateway.base_url()),
+                ("CHATBOT__AGGREGATOR__SERVICES__CHAT", chat.base_url()),
+                ("CHATBOT__AGGREGATOR__SERVICES__SESSION", session.base_url()),
+            ]),
+        )
+        .await;
+        Self {
+            sim,
+            session,
+            chat,
+            gateway,
+            aggregator,
+            db_url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `POST /api/chat` on the gateway.
+    pub(crate) async fn chat(
+        &self,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        send_json(
+            self.http
+                .post(format!("{}/api/chat", self.gateway.base_url()))
+                .json(&body),
+        )
+        .await
+    }
+}

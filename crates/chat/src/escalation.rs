@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chatbot_common::config::N8nSettings;
 use chatbot_common::error::ErrorChain;
+use chatbot_common::server::MainRuntime;
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
 
@@ -40,6 +41,7 @@ pub struct UrgentMessage {
 pub struct Escalator {
     target: Option<(String, reqwest::Client, Duration)>,
     tasks: TaskTracker,
+    runtime: MainRuntime,
     metrics: Metrics,
 }
 
@@ -49,6 +51,7 @@ impl Escalator {
         settings: &N8nSettings,
         client: reqwest::Client,
         tasks: TaskTracker,
+        runtime: MainRuntime,
         metrics: Metrics,
     ) -> Self {
         let target = settings.enabled.then(|| {
@@ -61,6 +64,7 @@ impl Escalator {
         Self {
             target,
             tasks,
+            runtime,
             metrics,
         }
     }
@@ -71,7 +75,7 @@ impl Escalator {
             return;
         };
         let metrics = self.metrics.clone();
-        self.tasks.spawn(async move {
+        let post = async move {
             let sent = client
                 .post(&url)
                 .timeout(timeout)
@@ -88,6 +92,7 @@ impl Escalator {
                         "posting the urgent message to n8n failed");
                 }
             }
-        });
+        };
+        self.tasks.spawn_on(post, self.runtime.handle());
     }
 }

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use chatbot_common::api::{ChatRequest, ChatResponse, MessageType, Role, Turn, Urgency, Usage};
 use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
+use chatbot_common::server::MainRuntime;
 use chrono::{DateTime, Utc};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -44,6 +45,8 @@ pub struct Exchange {
     pub metrics: Metrics,
     /// Background work that shutdown waits for.
     pub tasks: TaskTracker,
+    /// Where that work runs (see [`MainRuntime`]).
+    pub runtime: MainRuntime,
 }
 
 /// A validated, classified message with its context, ready for the LLM.
@@ -216,10 +219,13 @@ impl Exchange {
     /// so the exchange is stored even if the client hangs up.
     pub async fn run(self: Arc<Self>, prepared: Prepared) -> Result<ChatResponse, ApiError> {
         let this = self.clone();
-        let task = self.tasks.spawn(async move {
-            let result = this.generate(&prepared, |_| {}).await;
-            this.finish(prepared, result).await
-        });
+        let task = self.tasks.spawn_on(
+            async move {
+                let result = this.generate(&prepared, |_| {}).await;
+                this.finish(prepared, result).await
+            },
+            self.runtime.handle(),
+        );
         task.await.map_err(|e| ApiError::internal(&e))?
     }
 }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use chatbot_common::config::Settings;
 use chatbot_common::error::ErrorChain;
 use chatbot_common::health::check_fn;
-use chatbot_common::server::{RunningService, ServiceBuilder};
+use chatbot_common::server::{MainRuntime, RunningService, ServiceBuilder};
 use chatbot_common::telemetry;
 use chatbot_common::upstream::{Upstream, http_client};
 use tokio_util::task::TaskTracker;
@@ -52,6 +52,7 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
         migrate_with_patience(&pool).await?;
     }
     let tasks = TaskTracker::new();
+    let runtime = MainRuntime::current();
     let chat = &settings.chat;
     let client = http_client(chat.timeouts.connect());
     let metrics = metrics::Metrics::new(&telemetry::init_metrics("chat"), &chat.model);
@@ -76,10 +77,12 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
             &settings.n8n,
             client,
             tasks.clone(),
+            runtime.clone(),
             metrics.clone(),
         ),
         metrics,
         tasks: tasks.clone(),
+        runtime,
     });
     let state = Arc::new(routes::State {
         exchange,

@@ -31,6 +31,47 @@ use crate::error::{ApiError, ErrorCode};
 use crate::health::{ReadinessCheck, run_checks};
 use crate::telemetry;
 
+/// The runtime a service was built on (the process's multi-threaded one).
+///
+/// actix-web runs every worker on its own single-threaded runtime, and a
+/// worker's runtime, with every connection it opened, ends when that worker
+/// stops. Pooled connections (PostgreSQL, Redis, HTTP) are shared by all
+/// workers, so they must never be opened from a worker: every outbound call
+/// runs here, through [`MainRuntime::run`] or a task spawned on
+/// [`MainRuntime::handle`]. Graceful shutdown then cannot cut a connection
+/// that an in-flight request still uses.
+#[derive(Debug, Clone)]
+pub struct MainRuntime(tokio::runtime::Handle);
+
+impl MainRuntime {
+    /// The runtime of the caller (call it from `build`, not from a handler).
+    pub fn current() -> Self {
+        Self(tokio::runtime::Handle::current())
+    }
+
+    /// The handle, to spawn background tasks on.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.0
+    }
+
+    /// Runs `work` on this runtime and waits for it. The work goes on even if
+    /// the waiting request is dropped (a client hanging up).
+    pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: Future<Output = Result<T, ApiError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match self.0.spawn(work).await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the service is shutting down",
+            )),
+        }
+    }
+}
+
 /// How long one readiness check may take.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -57,6 +98,7 @@ pub struct RunningService {
 struct Common {
     checks: Arc<[Arc<dyn ReadinessCheck>]>,
     openapi: Arc<serde_json::Value>,
+    runtime: MainRuntime,
 }
 
 impl ServiceBuilder {
@@ -97,6 +139,7 @@ impl ServiceBuilder {
         let common = Common {
             checks: self.checks.into(),
             openapi: Arc::new(self.openapi),
+            runtime: MainRuntime::current(),
         };
         let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
         let mut server = HttpServer::new(move || {
@@ -177,7 +220,6 @@ impl RunningService {
                 "background tasks still running after the grace period"
             );
         }
-        telemetry::shutdown();
         tracing::info!(service = name, "stopped");
         result
     }
@@ -225,11 +267,15 @@ async fn livez() -> HttpResponse {
 }
 
 async fn readyz(common: web::Data<Common>) -> HttpResponse {
-    let report = run_checks(&common.checks, READINESS_TIMEOUT).await;
-    if report.is_ready() {
-        HttpResponse::Ok().json(report)
-    } else {
-        HttpResponse::ServiceUnavailable().json(report)
+    let checks = common.checks.clone();
+    let report = common
+        .runtime
+        .run(async move { Ok(run_checks(&checks, READINESS_TIMEOUT).await) })
+        .await;
+    match report {
+        Ok(report) if report.is_ready() => HttpResponse::Ok().json(report),
+        Ok(report) => HttpResponse::ServiceUnavailable().json(report),
+        Err(error) => error.error_response(),
     }
 }
 

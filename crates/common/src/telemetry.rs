@@ -109,13 +109,6 @@ pub fn render_metrics() -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Flushes and stops the meter provider at shutdown.
-pub fn shutdown() {
-    if let Some(m) = METRICS.get() {
-        let _ = m.provider.shutdown();
-    }
-}
-
 /// `GET /metrics`.
 pub async fn metrics_handler() -> HttpResponse {
     HttpResponse::Ok()

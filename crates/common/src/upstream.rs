@@ -109,11 +109,76 @@ impl Upstream {
     }
 }
 
-/// Copies a successful upstream JSON answer into an actix response.
-pub async fn relay_json(response: reqwest::Response) -> Result<HttpResponse, reqwest::Error> {
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
-    let body = response.bytes().await?;
-    Ok(HttpResponse::build(status)
-        .content_type("application/json")
-        .body(body))
+/// A successful upstream answer, ready to relay to our client.
+#[derive(Debug)]
+pub enum Relayed {
+    /// A whole body (JSON, or empty for 204).
+    Whole(StatusCode, bytes::Bytes),
+    /// A server-sent event stream, relayed as it arrives.
+    Events(reqwest::Response),
+}
+
+impl Upstream {
+    /// Sends `request` (built from [`Upstream::client`]) and reads the answer:
+    /// a stream stays a stream, anything else is read whole; our JSON errors
+    /// pass through, transport failures become 503 or 504.
+    pub async fn forward(&self, request: reqwest::RequestBuilder) -> Result<Relayed, ApiError> {
+        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        if !response.status().is_success() {
+            return Err(self.error_from(response).await);
+        }
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::OK);
+        let is_stream = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if is_stream {
+            return Ok(Relayed::Events(response));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        Ok(Relayed::Whole(status, body))
+    }
+}
+
+impl Relayed {
+    /// The response to send to our client. If an upstream stream breaks, the
+    /// client gets a final `error` event instead of a silently cut reply.
+    pub fn into_response(self) -> HttpResponse {
+        match self {
+            Self::Whole(status, body) if body.is_empty() => HttpResponse::build(status).finish(),
+            Self::Whole(status, body) => HttpResponse::build(status)
+                .content_type("application/json")
+                .body(body),
+            Self::Events(response) => HttpResponse::Ok()
+                .content_type("text/event-stream")
+                .insert_header(("Cache-Control", "no-cache"))
+                .insert_header(("X-Accel-Buffering", "no"))
+                .streaming(relay_events(response)),
+        }
+    }
+}
+
+fn relay_events(
+    response: reqwest::Response,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> {
+    use futures::StreamExt;
+    response.bytes_stream().scan(false, |failed, item| {
+        if *failed {
+            return futures::future::ready(None);
+        }
+        let bytes = item.unwrap_or_else(|error| {
+            tracing::warn!(error = %crate::error::ErrorChain(&error), "upstream stream broke");
+            *failed = true;
+            let error = ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "the upstream service stopped in the middle of the reply",
+            );
+            bytes::Bytes::from(format!("\n\nevent: error\ndata: {}\n\n", error.to_json()))
+        });
+        futures::future::ready(Some(Ok(bytes)))
+    })
 }

@@ -8,19 +8,17 @@
 //!
 //! Requests are validated here first; upstream errors in our JSON format pass
 //! through unchanged, and an unreachable or slow upstream becomes 503 or 504.
+//! Upstream calls run on the main runtime (see [`MainRuntime`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
-use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chatbot_common::api::{ChatRequest, parse_session_id};
 use chatbot_common::body::read_json;
-use chatbot_common::error::{ApiError, ErrorCode};
-use chatbot_common::server::resource;
-use chatbot_common::upstream::{Upstream, relay_json};
-use futures::StreamExt;
+use chatbot_common::error::ApiError;
+use chatbot_common::server::{MainRuntime, resource};
+use chatbot_common::upstream::Upstream;
+use reqwest::Method;
 
 /// Shared state of the routes.
 pub struct State {
@@ -34,10 +32,12 @@ pub struct State {
     pub max_message_chars: usize,
     /// Bound of a non-streamed upstream call.
     pub upstream_timeout: Duration,
+    /// Where upstream calls run.
+    pub runtime: MainRuntime,
 }
 
 /// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<State>) {
+pub fn configure(cfg: &mut web::ServiceConfig, state: std::sync::Arc<State>) {
     cfg.app_data(web::Data::from(state))
         .service(resource("/api/chat").route(web::post().to(chat)))
         .service(
@@ -62,94 +62,42 @@ async fn chat(
     if !request.stream {
         call = call.timeout(state.upstream_timeout);
     }
-    let response = call
-        .send()
-        .await
-        .map_err(|e| state.chat.transport_error(&e))?;
-    if !response.status().is_success() {
-        return Err(state.chat.error_from(response).await);
-    }
-    if is_event_stream(&response) {
-        return Ok(relay_stream(response));
-    }
-    relay_json(response)
-        .await
-        .map_err(|e| state.chat.transport_error(&e))
+    let chat = state.chat.clone();
+    let relayed = state
+        .runtime
+        .run(async move { chat.forward(call).await })
+        .await?;
+    Ok(relayed.into_response())
 }
 
-fn is_event_stream(response: &reqwest::Response) -> bool {
-    response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"))
-}
-
-/// Relays an SSE stream; if chat's stream breaks, the client gets a final
-/// `error` event instead of a silently cut reply.
-fn relay_stream(response: reqwest::Response) -> HttpResponse {
-    let body = response.bytes_stream().scan(false, |failed, item| {
-        if *failed {
-            return futures::future::ready(None);
-        }
-        let bytes = item.unwrap_or_else(|error| {
-            tracing::warn!(%error, "chat stream broke");
-            *failed = true;
-            let error = ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "the chat service stopped in the middle of the reply",
-            );
-            Bytes::from(format!("\n\nevent: error\ndata: {}\n\n", error.to_json()))
-        });
-        futures::future::ready(Some(Ok::<_, std::convert::Infallible>(bytes)))
-    });
-    HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body)
+async fn session_call(
+    state: &State,
+    method: Method,
+    raw_id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let id = parse_session_id(raw_id)?;
+    let session = state.session.clone();
+    let call = session
+        .client()
+        .request(method, session.url(&format!("/sessions/{id}")))
+        .timeout(state.upstream_timeout);
+    let relayed = state
+        .runtime
+        .run(async move { session.forward(call).await })
+        .await?;
+    Ok(relayed.into_response())
 }
 
 async fn get_session(
     id: web::Path<String>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_session_id(&id)?;
-    let url = state.session.url(&format!("/sessions/{id}"));
-    let call = state
-        .session
-        .client()
-        .get(url)
-        .timeout(state.upstream_timeout);
-    let response = call
-        .send()
-        .await
-        .map_err(|e| state.session.transport_error(&e))?;
-    if !response.status().is_success() {
-        return Err(state.session.error_from(response).await);
-    }
-    relay_json(response)
-        .await
-        .map_err(|e| state.session.transport_error(&e))
+    session_call(&state, Method::GET, &id).await
 }
 
 async fn delete_session(
     id: web::Path<String>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = parse_session_id(&id)?;
-    let url = state.session.url(&format!("/sessions/{id}"));
-    let call = state
-        .session
-        .client()
-        .delete(url)
-        .timeout(state.upstream_timeout);
-    let response = call
-        .send()
-        .await
-        .map_err(|e| state.session.transport_error(&e))?;
-    if response.status() != StatusCode::NO_CONTENT.as_u16() {
-        return Err(state.session.error_from(response).await);
-    }
-    Ok(HttpResponse::NoContent().finish())
+    session_call(&state, Method::DELETE, &id).await
 }

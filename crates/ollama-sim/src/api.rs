@@ -668,13 +668,14 @@ async fn run(sim: &Sim, accepted: Accepted, started: Instant) -> HttpResponse {
     if accepted.messages.is_empty() {
         return load_or_unload(sim, &accepted);
     }
-    let mut config = sim.config();
+    let config = sim.config();
     if config.hang {
+        // Never answered: the connection stays open until the client gives
+        // up (or the simulator stops). Turning `hang` off later does not
+        // release it, so an abandoned request never turns into a generation.
         sim.with_stats(|s| s.hung_requests += 1);
-        tracing::debug!("holding a request while hang is set");
-        let mut rx = sim.subscribe();
-        let _ = rx.wait_for(|c| !c.hang).await;
-        config = sim.config();
+        tracing::debug!("holding a request for ever: hang is set");
+        futures::future::pending::<()>().await;
     }
     if config.error_rate > 0.0 && sim.next_request_fails(config.error_rate) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, SIMULATED_FAILURE);

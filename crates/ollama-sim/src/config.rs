@@ -50,8 +50,10 @@ pub struct SimConfig {
     /// `{"error":"simulated failure mid-stream"}` instead of going on (and a
     /// non-streamed request gets a 500 with that error).
     pub mid_stream_error_after: Option<usize>,
-    /// Accept generation requests and never answer them, until `hang` is set
-    /// back to false (then they go on normally). Other requests still answer.
+    /// Accept generation requests (after validation) and never answer them:
+    /// the connection stays open until the client gives up. Setting it back
+    /// to false affects new requests only; held ones stay unanswered until
+    /// the simulator stops. Other routes keep answering.
     pub hang: bool,
     /// Extra delay before the first token of every generation, in
     /// milliseconds, on top of `first_token_ms`.

@@ -64,11 +64,13 @@
 //! 2. The text starts `Echo: <target content>. Context: <N> earlier messages`
 //!    where N counts the earlier messages whose role is not `system`
 //!    (always the word `messages`, even for 0 or 1).
-//! 3. If an earlier message has role `user`, the first such one is quoted:
+//! 3. If an earlier message has role `user`, the FIRST such one is quoted:
 //!    ` (first: "<its content>")`, truncated to its first 60 characters
-//!    (Unicode scalar values) with trailing spaces removed.
-//! 4. Whitespace in the quoted contents is normalized: runs of whitespace
-//!    become one space and ends are trimmed (the reply is made of words).
+//!    (Unicode scalar values) with trailing spaces removed. Only that one
+//!    is quoted; the other earlier messages are only counted in N.
+//! 4. Whitespace in the echoed and quoted contents is normalized first: runs
+//!    of whitespace become one space and ends are trimmed (the reply is made
+//!    of words).
 //! 5. Filler words (lowercase words such as `alpha`, `cobalt`, drawn by a
 //!    generator seeded with a stable hash of the model and messages) are
 //!    appended until the reply has `reply_tokens` words; a longer text is
@@ -84,9 +86,11 @@
 //! `eval_count` is the number of tokens sent; `prompt_eval_count` is the
 //! number of words in all input messages plus 4 per message.
 //!
-//! `/api/generate` applies the same rule to the messages
+//! `/api/generate` applies the same rule (reply and counts) to the messages
 //! `[system (if given), user: prompt]`, so its reply is
-//! `Echo: <prompt>. Context: 0 earlier messages` followed by filler.
+//! `Echo: <prompt>. Context: 0 earlier messages` followed by filler; its
+//! final object's `context` holds deterministic ids of the prompt's and
+//! reply's words.
 //!
 //! [`reply::chat_reply`] and [`reply::generate_reply`] compute the text, for
 //! tests that want the exact expectation.
@@ -106,8 +110,9 @@
 //! token, `mid_stream_error_after` ends streams with an error line after N
 //! tokens (if the reply is shorter, after all its tokens, in place of the
 //! final object), and `hang` holds generation requests without an answer
-//! until it is turned off. All waits are tokio timers: no worker is blocked,
-//! so other requests (e.g. `/api/version`) keep answering.
+//! (for ever: turning it off only lets new requests through). All waits are
+//! tokio timers: no worker is blocked, so other requests (e.g.
+//! `/api/version`) keep answering.
 //!
 //! # Use from Rust tests
 //!

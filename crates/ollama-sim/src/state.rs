@@ -125,8 +125,7 @@ impl Sim {
     }
 
     /// Replaces the configuration (after [`SimConfig::validate`]); also
-    /// restarts the `error_rate` sequence and releases hung requests when
-    /// `hang` becomes false.
+    /// restarts the `error_rate` sequence.
     pub fn set_config(&self, config: SimConfig) -> Result<(), String> {
         config.validate()?;
         self.lock().fault_counter = 0;
@@ -158,10 +157,6 @@ impl Sim {
     /// parsed, oldest first.
     pub fn recent_requests(&self) -> Vec<RecordedRequest> {
         self.lock().recent.iter().cloned().collect()
-    }
-
-    pub(crate) fn subscribe(&self) -> watch::Receiver<SimConfig> {
-        self.config.subscribe()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use chatbot_common::config::Settings;
 use chatbot_common::health::check_fn;
-use chatbot_common::server::{RunningService, ServiceBuilder};
+use chatbot_common::server::{MainRuntime, RunningService, ServiceBuilder};
 
 /// Builds the service from settings and binds its listener.
 pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
@@ -25,11 +25,15 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
         .map_err(std::io::Error::other)?;
     let store = Arc::new(store);
     let ping = store.clone();
+    let state = routes::State {
+        store,
+        runtime: MainRuntime::current(),
+    };
     ServiceBuilder::new("session", &settings.session.server)
         .readiness(check_fn("redis", move || {
             let store = ping.clone();
             Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
         }))
         .openapi(openapi::document())
-        .bind(move |cfg| routes::configure(cfg, store.clone()))
+        .bind(move |cfg| routes::configure(cfg, state.clone()))
 }

@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chatbot_common::api::{AppendTurns, CreateSession, parse_session_id, validate_user_id};
 use chatbot_common::body::read_json;
 use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
-use chatbot_common::server::resource;
+use chatbot_common::server::{MainRuntime, resource};
 use uuid::Uuid;
 
 use crate::store::{SessionStore, StoreError};
@@ -22,11 +22,35 @@ use crate::store::{SessionStore, StoreError};
 /// Largest accepted body: a few turns of maximum-length messages.
 const MAX_BODY: usize = 1024 * 1024;
 
-type Store = web::Data<Arc<SessionStore>>;
+/// The store, and the runtime its connections live on.
+#[derive(Clone)]
+pub struct State {
+    /// Sessions in Redis.
+    pub store: Arc<SessionStore>,
+    /// Where every Redis call runs (see [`MainRuntime`]).
+    pub runtime: MainRuntime,
+}
+
+impl State {
+    /// Runs one store operation on the main runtime, mapping its failure to 503.
+    async fn with_store<T, F, Fut>(&self, op: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(Arc<SessionStore>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let work = op(self.store.clone());
+        self.runtime
+            .run(async move { work.await.map_err(|e| unavailable(&e)) })
+            .await
+    }
+}
+
+type Store = web::Data<State>;
 
 /// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig, store: Arc<SessionStore>) {
-    cfg.app_data(web::Data::new(store))
+pub fn configure(cfg: &mut web::ServiceConfig, state: State) {
+    cfg.app_data(web::Data::new(state))
         .service(resource("/sessions").route(web::post().to(create)))
         .service(resource("/stats").route(web::get().to(stats)))
         .service(
@@ -60,15 +84,14 @@ async fn create(
     let body: CreateSession = read_json(&req, body, MAX_BODY).await?;
     validate_user_id(&body.user_id)?;
     let session = store
-        .create(&body.user_id)
-        .await
-        .map_err(|e| unavailable(&e))?;
+        .with_store(|s| async move { s.create(&body.user_id).await })
+        .await?;
     Ok(HttpResponse::Created().json(session))
 }
 
 async fn get(id: web::Path<String>, store: Store) -> Result<HttpResponse, ApiError> {
     let id = parse_session_id(&id)?;
-    match store.get(id).await.map_err(|e| unavailable(&e))? {
+    match store.with_store(|s| async move { s.get(id).await }).await? {
         Some(session) => Ok(HttpResponse::Ok().json(session)),
         None => Err(not_found(id)),
     }
@@ -83,9 +106,8 @@ async fn append(
     let id = parse_session_id(&id)?;
     let body: AppendTurns = read_json(&req, body, MAX_BODY).await?;
     match store
-        .append(id, &body.turns)
-        .await
-        .map_err(|e| unavailable(&e))?
+        .with_store(|s| async move { s.append(id, &body.turns).await })
+        .await?
     {
         Some(count) => {
             Ok(HttpResponse::Ok().json(serde_json::json!({"session_id": id, "turn_count": count})))
@@ -96,7 +118,10 @@ async fn append(
 
 async fn delete(id: web::Path<String>, store: Store) -> Result<HttpResponse, ApiError> {
     let id = parse_session_id(&id)?;
-    if store.delete(id).await.map_err(|e| unavailable(&e))? {
+    if store
+        .with_store(|s| async move { s.delete(id).await })
+        .await?
+    {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(not_found(id))
@@ -104,6 +129,8 @@ async fn delete(id: web::Path<String>, store: Store) -> Result<HttpResponse, Api
 }
 
 async fn stats(store: Store) -> Result<HttpResponse, ApiError> {
-    let active = store.count_active().await.map_err(|e| unavailable(&e))?;
+    let active = store
+        .with_store(|s| async move { s.count_active().await })
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({"active_sessions": active})))
 }

@@ -63,7 +63,7 @@ impl ServiceProcess {
     /// `target/<profile>`). Panics, with the captured output, if the binary is
     /// missing, exits, or does not become ready in time. Blocking.
     pub fn spawn(binary_name: &str, envs: &[(String, String)]) -> ServiceProcess {
-        let path = locate_binary(binary_name);
+        let path = binary_path(binary_name);
         Self::spawn_path(&path, envs)
     }
 
@@ -262,7 +262,7 @@ impl Drop for ServiceProcess {
 
 /// Where the workspace's binaries are: `$CHATBOT_BIN_DIR`, else the directory
 /// above the running test binary's `deps/` directory.
-fn locate_binary(binary_name: &str) -> PathBuf {
+pub fn binary_path(binary_name: &str) -> PathBuf {
     let mut candidates = Vec::new();
     if let Some(dir) = std::env::var_os("CHATBOT_BIN_DIR") {
         candidates.push(PathBuf::from(dir).join(binary_name));

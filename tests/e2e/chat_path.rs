@@ -1,0 +1,131 @@
+//! The chat path through real processes: replies, streaming, session
+//! continuity, the stored row, clear errors, and the LLM going down.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use test_support::app::{connect, parse_sse, send_json};
+
+use crate::Stack;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_through_the_gateway() {
+    let mut stack = Stack::start(&[]).await;
+
+    let (status, first) = stack
+        .chat(json!({"user_id": "e2e-user", "message": "Hello! My order #123 never arrived"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(
+        first["reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("Echo: Hello! My order #123 never arrived.")
+    );
+    let session = first["session_id"].as_str().unwrap().to_owned();
+
+    let response = stack
+        .http
+        .post(format!("{}/api/chat", stack.gateway.base_url()))
+        .json(&json!({"user_id": "e2e-user", "message": "Any news?", "session_id": session, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let events = parse_sse(&response.text().await.unwrap());
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name, "done");
+    let second: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(second["session_id"].as_str().unwrap(), session);
+    assert!(
+        second["reply"].as_str().unwrap().contains(
+            "Context: 2 earlier messages (first: \"Hello! My order #123 never arrived\")"
+        ),
+        "the second message's context holds the first: {second}"
+    );
+
+    let db = connect(&stack.db_url).await;
+    let rows = db
+        .query("SELECT message, reply, streamed, error FROM messages WHERE session_id = $1::text::uuid ORDER BY timestamp", &[&session])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0].get::<_, String>(0),
+        "Hello! My order #123 never arrived"
+    );
+    assert_eq!(
+        rows[1].get::<_, Option<String>>(1).as_deref(),
+        second["reply"].as_str()
+    );
+    assert!(rows[1].get::<_, bool>(2));
+    assert_eq!(rows[1].get::<_, Option<String>>(3), None);
+
+    let (status, stored) = send_json(stack.http.get(format!(
+        "{}/api/sessions/{session}",
+        stack.gateway.base_url()
+    )))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored["turns"].as_array().unwrap().len(), 4);
+
+    let (status, answer) = stack
+        .chat(json!({"user_id": "e2e-user", "message": ""}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["error"]["code"], "invalid_request");
+
+    // The aggregator sees every service ready, then the LLM going away.
+    let health = format!("{}/health", stack.aggregator.base_url());
+    assert_eq!(
+        wait_for_status(&stack.http, &health, "OK").await["services"]["chat"]["status"],
+        "OK"
+    );
+    stack.sim.terminate();
+    let (status, answer) = stack
+        .chat(json!({"user_id": "e2e-user", "message": "are you there?"}))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"]["code"], "llm_unavailable");
+    let failed = db
+        .query_one(
+            "SELECT error_code FROM messages WHERE message = 'are you there?'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        failed.get::<_, Option<String>>(0).as_deref(),
+        Some("llm_unavailable")
+    );
+    let verdict = wait_for_status(&stack.http, &health, "ERROR").await;
+    assert_eq!(verdict["services"]["chat"]["status"], "ERROR");
+    assert_eq!(verdict["services"]["gateway"]["status"], "OK");
+}
+
+async fn wait_for_status(http: &reqwest::Client, url: &str, status: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = send_json(http.get(url)).await.1;
+        if last["status"] == status {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} never reported {status}: {last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_configuration_fails_start_up_with_one_clear_line() {
+    let binary = test_support::process::binary_path("gateway");
+    let output = std::process::Command::new(binary)
+        .env("CHATBOT_CONFIG_DIR", crate::repo_root().join("config"))
+        .env("CHATBOT__GATEWAY__MAX_BODY_BYTES", "lots")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("gateway.max_body_bytes"), "{stderr}");
+}
