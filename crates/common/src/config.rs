@@ -555,6 +555,8 @@ impl Default for N8nSettings {
 mod tests {
     use super::*;
 
+    // figment's Jail fixes the closure's error type.
+    #[allow(clippy::result_large_err)]
     fn load_with(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let mut result = None;
         figment::Jail::expect_with(|jail| {
@@ -604,6 +606,22 @@ mod tests {
         let err = load_with("[session]\nmax_turns = 0\n", &[]).err();
         let msg = err.map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("session.max_turns"), "{msg}");
+    }
+
+    #[test]
+    fn the_shipped_default_file_loads_and_matches_the_built_in_defaults() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let figment = Figment::new().merge(Toml::file(dir.join("default.toml")));
+        let file = Settings::from_figment(figment).unwrap_or_else(|e| panic!("{e}"));
+        let built_in = Settings::default();
+        assert_eq!(file.gateway.server.port, 3001);
+        assert_eq!(file.chat.server.port, 3002);
+        assert_eq!(file.session.server.port, 3003);
+        assert_eq!(file.aggregator.server.port, 3004);
+        assert_eq!(file.chat.model, built_in.chat.model);
+        assert_eq!(file.session.idle_timeout_secs, built_in.session.idle_timeout_secs);
+        assert_eq!(file.chat.classification.types.len(), built_in.chat.classification.types.len());
+        assert_eq!(file.chat.classification.high_urgency, built_in.chat.classification.high_urgency);
     }
 
     #[test]
