@@ -42,7 +42,7 @@ pub struct State {
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<State>) {
     cfg.app_data(web::Data::from(state))
-        .service(resource("/chat").route(web::post().to(chat)));
+        .service(resource("/chat", "POST").route(web::post().to(chat)));
 }
 
 async fn chat(

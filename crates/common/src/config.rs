@@ -619,9 +619,18 @@ mod tests {
         assert_eq!(file.session.server.port, 3003);
         assert_eq!(file.aggregator.server.port, 3004);
         assert_eq!(file.chat.model, built_in.chat.model);
-        assert_eq!(file.session.idle_timeout_secs, built_in.session.idle_timeout_secs);
-        assert_eq!(file.chat.classification.types.len(), built_in.chat.classification.types.len());
-        assert_eq!(file.chat.classification.high_urgency, built_in.chat.classification.high_urgency);
+        assert_eq!(
+            file.session.idle_timeout_secs,
+            built_in.session.idle_timeout_secs
+        );
+        assert_eq!(
+            file.chat.classification.types.len(),
+            built_in.chat.classification.types.len()
+        );
+        assert_eq!(
+            file.chat.classification.high_urgency,
+            built_in.chat.classification.high_urgency
+        );
     }
 
     #[test]

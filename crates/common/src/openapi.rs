@@ -149,8 +149,8 @@ pub fn chat_schemas(max_message_chars: usize) -> Value {
                 "message": {"type": "string", "minLength": 1, "maxLength": max_message_chars,
                     "pattern": "^[^\\u0000]*[^\\u0000\\t\\n\\r ][^\\u0000]*$",
                     "description": "The message: not blank, no NUL characters."},
-                "session_id": {"type": "string", "format": "uuid",
-                    "description": "Continue this session; omit to start one."},
+                "session_id": {"type": "string", "format": "uuid", "nullable": true,
+                    "description": "Continue this session; omit it (or send null) to start one."},
                 "stream": {"type": "boolean", "default": false,
                     "description": "Answer as server-sent events."}
             }
@@ -194,7 +194,16 @@ pub fn chat_operation() -> Value {
         "responses": {
             "200": {"description": "the reply", "content": {
                 "application/json": {"schema": schema_ref("ChatResponse")},
-                "text/event-stream": {"schema": {"type": "string"}}
+                "text/event-stream": {"schema": {
+                    "description": "One server-sent event; `data` is JSON: `{\"content\"}` for \
+                        `token`, a ChatResponse for `done`, an Error for `error`.",
+                    "type": "object",
+                    "required": ["event", "data"],
+                    "properties": {
+                        "event": {"type": "string", "enum": ["token", "done", "error"]},
+                        "data": {"type": "string"}
+                    }
+                }}
             }},
             "400": error_response("malformed JSON"),
             "404": error_response("unknown or expired session"),

@@ -251,15 +251,16 @@ pub async fn shutdown_signal() {
 }
 
 fn common_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/livez").route(web::get().to(livez)))
-        .service(resource("/readyz").route(web::get().to(readyz)))
-        .service(resource("/metrics").route(web::get().to(telemetry::metrics_handler)))
-        .service(resource("/openapi.json").route(web::get().to(openapi)));
+    cfg.service(resource("/livez", "GET").route(web::get().to(livez)))
+        .service(resource("/readyz", "GET").route(web::get().to(readyz)))
+        .service(resource("/metrics", "GET").route(web::get().to(telemetry::metrics_handler)))
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi)));
 }
 
-/// A resource whose unsupported methods get a JSON 405 instead of an empty one.
-pub fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource whose other methods get a JSON 405 with the `Allow` header
+/// RFC 9110 requires; `allow` lists the methods its routes take.
+pub fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
 }
 
 async fn livez() -> HttpResponse {
@@ -287,12 +288,17 @@ async fn not_found() -> HttpResponse {
     ApiError::new(ErrorCode::NotFound, "no such route").error_response()
 }
 
-async fn method_not_allowed() -> HttpResponse {
-    ApiError::new(
+async fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = ApiError::new(
         ErrorCode::MethodNotAllowed,
-        "this route does not support that method",
+        format!("this route supports only {allow}"),
     )
-    .error_response()
+    .error_response();
+    response.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static(allow),
+    );
+    response
 }
 
 /// Loads the settings and starts logging and metrics for `service`; a bad

@@ -12,15 +12,22 @@ pub fn document(max_message_chars: usize) -> Value {
     let missing = error_response("unknown or expired session");
     let unavailable = error_response("the session service is unavailable");
     let timeout = error_response("the session service timed out");
+    let mut chat = chat_operation();
+    chat["operationId"] = json!("chat");
+    let session = json!({"id": "$response.body#/session_id"});
+    chat["responses"]["200"]["links"] = json!({
+        "GetSession": {"operationId": "getSession", "parameters": session},
+        "DeleteSession": {"operationId": "deleteSession", "parameters": session}
+    });
     let paths = json!({
-        "/api/chat": {"post": chat_operation()},
+        "/api/chat": {"post": chat},
         "/api/sessions/{id}": {
             "parameters": [session_id_parameter()],
-            "get": {"summary": "A session with its turns, oldest first.", "responses": {
+            "get": {"operationId": "getSession", "summary": "A session with its turns, oldest first.", "responses": {
                 "200": json_response("the session", schema_ref("Session")),
                 "404": missing, "422": invalid, "503": unavailable, "504": timeout
             }},
-            "delete": {"summary": "Delete a session and its context.", "responses": {
+            "delete": {"operationId": "deleteSession", "summary": "Delete a session and its context.", "responses": {
                 "204": {"description": "deleted"},
                 "404": missing, "422": invalid, "503": unavailable, "504": timeout
             }}

@@ -39,9 +39,9 @@ pub struct State {
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig, state: std::sync::Arc<State>) {
     cfg.app_data(web::Data::from(state))
-        .service(resource("/api/chat").route(web::post().to(chat)))
+        .service(resource("/api/chat", "POST").route(web::post().to(chat)))
         .service(
-            resource("/api/sessions/{id}")
+            resource("/api/sessions/{id}", "GET, DELETE")
                 .route(web::get().to(get_session))
                 .route(web::delete().to(delete_session)),
         );

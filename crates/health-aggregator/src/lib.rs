@@ -40,7 +40,7 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
         .tasks(tasks)
         .bind(move |cfg| {
             cfg.app_data(data.clone())
-                .service(resource("/health").route(web::get().to(health)));
+                .service(resource("/health", "GET").route(web::get().to(health)));
         })?;
     Ok(service.on_stop(stop))
 }

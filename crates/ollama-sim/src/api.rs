@@ -39,35 +39,35 @@ const VALID_ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 pub fn routes(cfg: &mut web::ServiceConfig, sim: Sim) {
     cfg.app_data(web::Data::new(sim))
         .service(
-            resource("/")
+            resource("/", "GET, HEAD")
                 .route(web::get().to(root))
                 .route(web::head().to(root)),
         )
         .service(
-            resource("/api/version")
+            resource("/api/version", "GET, HEAD")
                 .route(web::get().to(version))
                 .route(web::head().to(version)),
         )
         .service(
-            resource("/api/tags")
+            resource("/api/tags", "GET, HEAD")
                 .route(web::get().to(tags))
                 .route(web::head().to(tags)),
         )
-        .service(resource("/api/ps").route(web::get().to(ps)))
-        .service(resource("/api/show").route(web::post().to(show)))
-        .service(resource("/api/chat").route(web::post().to(chat)))
-        .service(resource("/api/generate").route(web::post().to(generate)))
+        .service(resource("/api/ps", "GET").route(web::get().to(ps)))
+        .service(resource("/api/show", "POST").route(web::post().to(show)))
+        .service(resource("/api/chat", "POST").route(web::post().to(chat)))
+        .service(resource("/api/generate", "POST").route(web::post().to(generate)))
         .service(
-            resource("/_sim/config")
+            resource("/_sim/config", "GET, PUT")
                 .route(web::get().to(get_config))
                 .route(web::put().to(put_config)),
         )
         .service(
-            resource("/_sim/stats")
+            resource("/_sim/stats", "GET, DELETE")
                 .route(web::get().to(get_stats))
                 .route(web::delete().to(reset_stats)),
         )
-        .service(resource("/_sim/requests").route(web::get().to(recent_requests)));
+        .service(resource("/_sim/requests", "GET").route(web::get().to(recent_requests)));
 }
 
 /// The minimal OpenAPI document served at `/openapi.json`.

@@ -51,14 +51,14 @@ type Store = web::Data<State>;
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig, state: State) {
     cfg.app_data(web::Data::new(state))
-        .service(resource("/sessions").route(web::post().to(create)))
-        .service(resource("/stats").route(web::get().to(stats)))
+        .service(resource("/sessions", "POST").route(web::post().to(create)))
+        .service(resource("/stats", "GET").route(web::get().to(stats)))
         .service(
-            resource("/sessions/{id}")
+            resource("/sessions/{id}", "GET, DELETE")
                 .route(web::get().to(get))
                 .route(web::delete().to(delete)),
         )
-        .service(resource("/sessions/{id}/turns").route(web::post().to(append)));
+        .service(resource("/sessions/{id}/turns", "POST").route(web::post().to(append)));
 }
 
 fn unavailable(error: &StoreError) -> ApiError {
