@@ -8,6 +8,7 @@
 
 mod chat_path;
 mod openapi_fuzz;
+mod readme_command;
 mod shutdown;
 
 use std::path::PathBuf;

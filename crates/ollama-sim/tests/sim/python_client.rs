@@ -18,7 +18,7 @@ fn python() -> PathBuf {
         .join(".venv/bin/python")
 }
 
-const SETUP_HINT: &str = "run the test set-up first: `scripts/test-setup.sh` creates \
+const SETUP_HINT: &str = "run the test set-up first: `scripts/setup.sh --test` creates \
     <workspace>/.venv with `pip install ollama` (or point CHATBOT_TEST_PYTHON at a Python \
     that has the `ollama` package)";
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what the stack needs on Debian or Ubuntu, skipping what is present.
+#   bash scripts/setup.sh          # services' dependencies and the Rust toolchain
+#   bash scripts/setup.sh --test   # ... plus the Python tools the tests drive
+# Idempotent: a second run installs nothing. Needs root (or sudo) for apt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+PACKAGES=(
+  postgresql redis-server
+  prometheus prometheus-alertmanager prometheus-node-exporter
+  prometheus-postgres-exporter prometheus-redis-exporter
+  curl jq ca-certificates gcc pkg-config python3 python3-venv procps iproute2
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "Installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  # Debian starts packaged daemons on install where it can; the stack runs its
+  # own instances on its own ports, so block that.
+  printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+  as_root chmod +x /usr/sbin/policy-rc.d
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  as_root rm -f /usr/sbin/policy-rc.d
+else
+  say "Debian packages already installed"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    say "Using the Rust toolchain in ~/.cargo"
+  else
+    say "Installing the Rust toolchain with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt
+  fi
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  VENV=${CHATBOT_TEST_VENV:-.venv}
+  PY=$(command -v python3)
+  if ! "$VENV/bin/python" -c 'import ollama, schemathesis' >/dev/null 2>&1; then
+    say "Creating the Python test tools in $VENV (ollama client, schemathesis)"
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q -r scripts/test-requirements.txt
+  else
+    say "Python test tools already in $VENV"
+  fi
+fi

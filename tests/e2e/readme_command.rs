@@ -1,0 +1,94 @@
+//! README command 1 (`scripts/run-local.sh`) as a new user runs it, moved to
+//! free ports and a throwaway state directory: it must bring the stack up,
+//! show a reply and a second reply with the first in its context, show the
+//! stored rows, and `stop` must stop everything.
+
+use std::process::Command;
+
+use test_support::free_port;
+
+#[test]
+fn run_local_shows_a_chat_and_stops_cleanly() {
+    let state = tempfile_dir();
+    let port = |name: &str| (name.to_owned(), free_port().to_string());
+    let mut env: Vec<(String, String)> = vec![
+        port("CHATBOT_PG_PORT"),
+        port("CHATBOT_REDIS_PORT"),
+        port("CHATBOT_PROMETHEUS_PORT"),
+        port("CHATBOT_GATEWAY_PORT"),
+        port("CHATBOT_CHAT_PORT"),
+        port("CHATBOT_SESSION_PORT"),
+        port("CHATBOT_AGGREGATOR_PORT"),
+        (
+            "CHATBOT_OLLAMA_URL".into(),
+            format!("http://127.0.0.1:{}", free_port()),
+        ),
+        ("CHATBOT_STATE_DIR".into(), state.clone()),
+        ("CHATBOT_SKIP_BUILD".into(), "1".into()),
+    ];
+    env.push(("CHATBOT_PROFILE".into(), profile()));
+    let script = crate::repo_root().join("scripts/run-local.sh");
+    let run = |arg: &str| {
+        Command::new("bash")
+            .arg(&script)
+            .arg(arg)
+            .envs(env.iter().cloned())
+            .output()
+            .unwrap()
+    };
+    let started = run("start");
+    let stopped = run("stop");
+    let out = String::from_utf8_lossy(&started.stdout);
+    let err = String::from_utf8_lossy(&started.stderr);
+    assert!(started.status.success(), "run-local failed:\n{out}\n{err}");
+    assert!(
+        out.contains("starting the bundled Ollama simulator"),
+        "it says it uses the simulator:\n{out}"
+    );
+    assert!(
+        out.contains("\"reply\": \"Echo: Hello! My name is Ada."),
+        "{out}"
+    );
+    assert!(
+        out.contains("Context: 2 earlier messages (first: \\\"Hello! My name is Ada."),
+        "{out}"
+    );
+    assert!(
+        out.contains("(2 rows)"),
+        "the stored rows are shown:\n{out}"
+    );
+    let stop_out = String::from_utf8_lossy(&stopped.stdout);
+    assert!(stopped.status.success());
+    for name in [
+        "gateway",
+        "chat",
+        "session",
+        "health-aggregator",
+        "ollama-sim",
+        "redis",
+        "postgresql",
+    ] {
+        assert!(
+            stop_out.contains(&format!("stopped {name}")),
+            "{name} not stopped:\n{stop_out}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// The cargo profile the test binary was built with (`debug` or `release`).
+fn profile() -> String {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    profile_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn tempfile_dir() -> String {
+    let dir = std::env::temp_dir().join(format!("chatbot-readme-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.display().to_string()
+}
