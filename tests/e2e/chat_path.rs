@@ -129,3 +129,41 @@ async fn a_bad_configuration_fails_start_up_with_one_clear_line() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("gateway.max_body_bytes"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_migrate_applies_the_schema_once() {
+    let db_url = test_support::shared_postgres().fresh_database().await;
+    let migrate = || {
+        std::process::Command::new(test_support::process::binary_path("chat"))
+            .arg("migrate")
+            .env("CHATBOT_CONFIG_DIR", crate::repo_root().join("config"))
+            .env("CHATBOT__DATABASE__URL", &db_url)
+            .output()
+            .unwrap()
+    };
+    let first = migrate();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("\"applied\":\"[1]\""));
+    let second = migrate();
+    assert!(second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("\"applied\":\"[]\""),
+        "nothing applied twice"
+    );
+    let db = connect(&db_url).await;
+    let versions = db
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), 1);
+    db.query(
+        "SELECT id, timestamp, user_id, response_time, urgency, error FROM messages",
+        &[],
+    )
+    .await
+    .unwrap();
+}

@@ -54,6 +54,11 @@ impl App {
         .await
     }
 
+    async fn delete(&self, id: &str) -> StatusCode {
+        let url = format!("{}/sessions/{id}", self.url);
+        self.http.delete(url).send().await.unwrap().status()
+    }
+
     async fn active(&self) -> u64 {
         let (_, body) = send_json(self.http.get(format!("{}/stats", self.url))).await;
         body["active_sessions"].as_u64().unwrap()
@@ -83,21 +88,9 @@ async fn create_append_read_delete() {
         .collect();
     assert_eq!(contents, ["first", "second"]);
 
-    let deleted = app
-        .http
-        .delete(format!("{}/sessions/{id}", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.delete(&id).await, StatusCode::NO_CONTENT);
     assert_eq!(app.get(&id).await.0, StatusCode::NOT_FOUND);
-    let again = app
-        .http
-        .delete(format!("{}/sessions/{id}", app.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+    assert_eq!(app.delete(&id).await, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
