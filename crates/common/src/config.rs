@@ -26,6 +26,8 @@ use serde::Deserialize;
 pub struct Settings {
     /// Logging.
     pub log: LogSettings,
+    /// Distributed tracing.
+    pub tracing: TracingSettings,
     /// The public gateway.
     pub gateway: GatewaySettings,
     /// The chat service.
@@ -104,6 +106,12 @@ impl Settings {
         if self.n8n.enabled && self.n8n.webhook_url.expose().is_empty() {
             return fail("n8n.webhook_url", "is required when n8n.enabled = true");
         }
+        if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
+            return fail("tracing.sample_ratio", "must be between 0.0 and 1.0");
+        }
+        if self.log.max_files == 0 || self.log.max_file_bytes < 1024 {
+            return fail("log.max_files / log.max_file_bytes", "must be at least 1 file of 1024 bytes");
+        }
         if self.chat.model.is_empty() {
             return fail("chat.model", "must not be empty");
         }
@@ -163,8 +171,18 @@ pub struct LogSettings {
     /// A `tracing` filter: a level, or per-target levels such as
     /// `info,chat=debug,tokio_postgres=warn`. `RUST_LOG` overrides it.
     pub level: String,
-    /// `json` (default) or `pretty` for people reading a terminal.
+    /// `json` (default: Elastic Common Schema lines) or `pretty` for people
+    /// reading a terminal.
     pub format: LogFormat,
+    /// When set, logs also go to `<dir>/<service>.log` (everything) and
+    /// `<dir>/<service>.error.log` (errors only), rotated by size.
+    pub dir: Option<PathBuf>,
+    /// A log file is rotated when it would grow past this many bytes.
+    pub max_file_bytes: u64,
+    /// Rotated files kept per log (`x.log.1` .. `x.log.N`).
+    pub max_files: usize,
+    /// Log message texts (user messages, replies). Off: only their lengths.
+    pub include_message_text: bool,
 }
 
 impl Default for LogSettings {
@@ -172,6 +190,32 @@ impl Default for LogSettings {
         Self {
             level: "info".into(),
             format: LogFormat::Json,
+            dir: None,
+            max_file_bytes: 10 * 1024 * 1024,
+            max_files: 5,
+            include_message_text: false,
+        }
+    }
+}
+
+/// Distributed tracing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingSettings {
+    /// OTLP/HTTP endpoint spans are exported to, such as
+    /// `http://127.0.0.1:4318/v1/traces`; none exports nothing (trace ids
+    /// are still propagated, logged and returned to clients).
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of new traces recorded (0.0 to 1.0); an incoming sampled
+    /// `traceparent` is always followed.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            sample_ratio: 1.0,
         }
     }
 }
@@ -243,6 +287,11 @@ pub struct GatewaySettings {
     /// Timeout of a non-streamed call to chat or session, in seconds. Streams
     /// are bounded by chat's own LLM timeouts instead.
     pub upstream_timeout_secs: u64,
+    /// Base URL of the health aggregator, whose verdict `GET /health` serves.
+    pub aggregator_url: String,
+    /// Include per-component details in the gateway's `/health`; off, public
+    /// callers see only the status.
+    pub health_details: bool,
 }
 
 impl Default for GatewaySettings {
@@ -253,6 +302,8 @@ impl Default for GatewaySettings {
             session_url: "http://127.0.0.1:3003".into(),
             max_body_bytes: 64 * 1024,
             upstream_timeout_secs: 180,
+            aggregator_url: "http://127.0.0.1:3004".into(),
+            health_details: true,
         }
     }
 }
@@ -445,6 +496,18 @@ pub struct AggregatorSettings {
     pub timeout_secs: u64,
     /// Services whose `/readyz` is polled: name to base URL.
     pub services: std::collections::BTreeMap<String, String>,
+    /// A result older than this many intervals counts as failed (`stale`).
+    pub stale_after_intervals: u32,
+    /// Filesystems whose free space is checked.
+    pub disk_paths: Vec<PathBuf>,
+    /// Free-space percentage under which `disk` warns.
+    pub disk_warn_free_percent: f64,
+    /// Free-space percentage under which `disk` fails.
+    pub disk_fail_free_percent: f64,
+    /// Available-memory percentage under which `memory` warns.
+    pub memory_warn_available_percent: f64,
+    /// Available-memory percentage under which `memory` fails.
+    pub memory_fail_available_percent: f64,
 }
 
 impl Default for AggregatorSettings {
@@ -462,6 +525,12 @@ impl Default for AggregatorSettings {
             interval_secs: 30,
             timeout_secs: 5,
             services,
+            stale_after_intervals: 3,
+            disk_paths: vec![PathBuf::from("/")],
+            disk_warn_free_percent: 15.0,
+            disk_fail_free_percent: 5.0,
+            memory_warn_available_percent: 20.0,
+            memory_fail_available_percent: 5.0,
         }
     }
 }
@@ -539,6 +608,9 @@ pub struct N8nSettings {
     pub webhook_url: Secret,
     /// Timeout of one webhook call, in milliseconds.
     pub timeout_ms: u64,
+    /// n8n's health endpoint (such as `http://127.0.0.1:5678/healthz`),
+    /// checked by the aggregator as an optional component when set.
+    pub health_url: String,
 }
 
 impl Default for N8nSettings {
@@ -547,6 +619,7 @@ impl Default for N8nSettings {
             enabled: false,
             webhook_url: Secret::default(),
             timeout_ms: 5_000,
+            health_url: String::new(),
         }
     }
 }
