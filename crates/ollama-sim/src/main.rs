@@ -99,6 +99,7 @@ impl Cli {
             } else {
                 LogFormat::Json
             },
+            ..LogSettings::default()
         }
     }
 }
