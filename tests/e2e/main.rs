@@ -7,9 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod chat_path;
+mod metrics;
 mod openapi_fuzz;
 mod readme_command;
 mod shutdown;
+mod traces;
 
 use std::path::PathBuf;
 
@@ -71,20 +73,33 @@ impl Stack {
             ]),
         )
         .await;
+        // The gateway relays the aggregator's verdict and the aggregator
+        // polls the gateway: the aggregator's port is chosen first.
+        let aggregator_port = test_support::free_port();
         let gateway = ServiceProcess::spawn_async(
             "gateway",
             &env(&[
                 ("CHATBOT__GATEWAY__SERVER__PORT", "0".into()),
                 ("CHATBOT__GATEWAY__CHAT_URL", chat.base_url()),
                 ("CHATBOT__GATEWAY__SESSION_URL", session.base_url()),
+                (
+                    "CHATBOT__GATEWAY__AGGREGATOR_URL",
+                    format!("http://127.0.0.1:{aggregator_port}"),
+                ),
             ]),
         )
         .await;
         let aggregator = ServiceProcess::spawn_async(
             "health-aggregator",
             &env(&[
-                ("CHATBOT__AGGREGATOR__SERVER__PORT", "0".into()),
+                (
+                    "CHATBOT__AGGREGATOR__SERVER__PORT",
+                    aggregator_port.to_string(),
+                ),
                 ("CHATBOT__AGGREGATOR__INTERVAL_SECS", "1".into()),
+                ("CHATBOT__DATABASE__URL", db_url.clone()),
+                ("CHATBOT__REDIS__URL", shared_redis().url()),
+                ("CHATBOT__OLLAMA__URL", sim.base_url()),
                 ("CHATBOT__AGGREGATOR__SERVICES__GATEWAY", gateway.base_url()),
                 ("CHATBOT__AGGREGATOR__SERVICES__CHAT", chat.base_url()),
                 ("CHATBOT__AGGREGATOR__SERVICES__SESSION", session.base_url()),

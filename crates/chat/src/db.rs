@@ -9,14 +9,15 @@
 //! A failed write is not dropped: [`MessageWriter`] keeps it in a bounded
 //! in-memory queue and retries in the background until the database is back.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chatbot_common::config::DatabaseSettings;
 use chatbot_common::error::ErrorChain;
+use chatbot_common::health::LiveSignal;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
-use tokio_postgres::NoTls;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
@@ -33,12 +34,9 @@ const MIGRATION_LOCK: i64 = 0x0063_6861_7462_6f74;
 /// Why a database operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// The URL could not be parsed.
-    #[error("database.url is not a valid PostgreSQL URL")]
-    Url(#[source] tokio_postgres::Error),
-    /// The pool could not be built.
-    #[error("database pool could not be built")]
-    Build(#[from] deadpool_postgres::BuildError),
+    /// The pool could not be built from the settings.
+    #[error(transparent)]
+    Setup(#[from] chatbot_common::pools::PoolSetupError),
     /// No connection could be had.
     #[error("database unavailable")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -49,22 +47,7 @@ pub enum DbError {
 
 /// Builds the pool (connections open lazily).
 pub fn pool(settings: &DatabaseSettings) -> Result<Pool, DbError> {
-    let config: tokio_postgres::Config = settings.url.expose().parse().map_err(DbError::Url)?;
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    let wait = Duration::from_millis(settings.acquire_timeout_ms);
-    Ok(Pool::builder(manager)
-        .max_size(settings.pool_size.max(1))
-        .wait_timeout(Some(wait))
-        .create_timeout(Some(wait))
-        .recycle_timeout(Some(wait))
-        .runtime(Runtime::Tokio1)
-        .build()?)
+    Ok(chatbot_common::pools::postgres(settings)?)
 }
 
 /// Applies pending migrations; returns the versions applied now.
@@ -186,6 +169,7 @@ pub async fn insert(pool: &Pool, row: &MessageRow) -> Result<(), DbError> {
 pub struct MessageWriter {
     pool: Pool,
     retry: mpsc::Sender<MessageRow>,
+    live: Arc<LiveSignal>,
 }
 
 /// How long the retry loop waits between two attempts at the oldest row.
@@ -196,15 +180,28 @@ impl MessageWriter {
     pub fn start(pool: Pool, queue: usize, tasks: &TaskTracker) -> Self {
         let (retry, pending) = mpsc::channel(queue.max(1));
         tasks.spawn(retry_loop(pool.clone(), pending));
-        Self { pool, retry }
+        Self {
+            pool,
+            retry,
+            live: Arc::default(),
+        }
+    }
+
+    /// What live writes say about the database.
+    pub fn live(&self) -> &LiveSignal {
+        &self.live
     }
 
     /// Stores `row` now, or queues it for retry when the database fails.
     /// Returns whether the row is already stored.
     pub async fn write(&self, row: MessageRow) -> bool {
         match insert(&self.pool, &row).await {
-            Ok(()) => true,
+            Ok(()) => {
+                self.live.success();
+                true
+            }
             Err(error) => {
+                self.live.failure(ErrorChain(&error).to_string());
                 tracing::warn!(message_id = %row.id, error = %ErrorChain(&error),
                     "storing the exchange failed; queued for retry");
                 if let Err(full) = self.retry.try_send(row) {

@@ -11,6 +11,7 @@ use chatbot_common::error::ErrorChain;
 use chatbot_common::server::MainRuntime;
 use serde::Serialize;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
@@ -76,8 +77,7 @@ impl Escalator {
         };
         let metrics = self.metrics.clone();
         let post = async move {
-            let sent = client
-                .post(&url)
+            let sent = chatbot_common::trace_context::inject(client.post(&url))
                 .timeout(timeout)
                 .json(&message)
                 .send()
@@ -93,6 +93,8 @@ impl Escalator {
                 }
             }
         };
+        // With the exchange's span: the post carries its trace, and so do its logs.
+        let post = post.instrument(tracing::Span::current());
         self.tasks.spawn_on(post, self.runtime.handle());
     }
 }

@@ -14,6 +14,7 @@ use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
 use chatbot_common::server::MainRuntime;
 use chrono::{DateTime, Utc};
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::classify::Classifier;
@@ -223,7 +224,8 @@ impl Exchange {
             async move {
                 let result = this.generate(&prepared, |_| {}).await;
                 this.finish(prepared, result).await
-            },
+            }
+            .instrument(tracing::Span::current()),
             self.runtime.handle(),
         );
         task.await.map_err(|e| ApiError::internal(&e))?

@@ -52,30 +52,63 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
         migrate_with_patience(&pool).await?;
     }
     let tasks = TaskTracker::new();
-    let runtime = MainRuntime::current();
+    let meter = telemetry::init_metrics("chat");
+    let usage = pool.clone();
+    chatbot_common::pools::export_usage(&meter, "postgres", move || {
+        chatbot_common::pools::postgres_usage(&usage)
+    });
+    let exchange = Arc::new(exchange(settings, pool.clone(), &tasks, &meter)?);
+    let state = Arc::new(routes::State {
+        exchange: exchange.clone(),
+        max_body_bytes: settings.gateway.max_body_bytes,
+    });
+    let for_db = exchange.clone();
+    Ok(ServiceBuilder::new("chat", &settings.chat.server)
+        .readiness(check_fn("database", move || {
+            let (pool, exchange) = (pool.clone(), for_db.clone());
+            Box::pin(async move {
+                exchange.writer.live().check()?;
+                db::ping(&pool)
+                    .await
+                    .map_err(|e| ErrorChain(&e).to_string())
+            })
+        }))
+        .readiness(check_fn("ollama", move || {
+            let exchange = exchange.clone();
+            Box::pin(async move { exchange.llm.ping().await })
+        }))
+        .openapi(openapi::document(settings.chat.max_message_chars))
+        .tasks(tasks)
+        .bind(move |cfg| routes::configure(cfg, state.clone()))?)
+}
+
+/// The exchange pipeline with its clients, built once.
+fn exchange(
+    settings: &Settings,
+    pool: deadpool_postgres::Pool,
+    tasks: &TaskTracker,
+    meter: &opentelemetry::metrics::Meter,
+) -> Result<exchange::Exchange, StartError> {
     let chat = &settings.chat;
+    let runtime = MainRuntime::current();
     let client = http_client(chat.timeouts.connect());
-    let metrics = metrics::Metrics::new(&telemetry::init_metrics("chat"), &chat.model);
-    let llm = llm::LlmClient::new(
-        Upstream::new("ollama", &settings.ollama.url, client.clone()),
-        chat.model.clone(),
-        chat.timeouts,
-    );
-    let exchange = Arc::new(exchange::Exchange {
+    let metrics = metrics::Metrics::new(meter, &chat.model);
+    let upstream = |name, url: &str| Upstream::new(name, url, client.clone());
+    Ok(exchange::Exchange {
         max_message_chars: chat.max_message_chars,
         history_turns: chat.history_turns,
         system_prompt: chat.system_prompt.clone(),
         classifier: classify::Classifier::new(&chat.classification)?,
-        llm: llm.clone(),
-        sessions: sessions::SessionClient::new(Upstream::new(
-            "session",
-            &chat.session_url,
-            client.clone(),
-        )),
-        writer: db::MessageWriter::start(pool.clone(), chat.write_retry_queue, &tasks),
+        llm: llm::LlmClient::new(
+            upstream("ollama", &settings.ollama.url),
+            chat.model.clone(),
+            chat.timeouts,
+        ),
+        sessions: sessions::SessionClient::new(upstream("session", &chat.session_url)),
+        writer: db::MessageWriter::start(pool, chat.write_retry_queue, tasks),
         escalator: escalation::Escalator::new(
             &settings.n8n,
-            client,
+            client.clone(),
             tasks.clone(),
             runtime.clone(),
             metrics.clone(),
@@ -83,27 +116,7 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
         metrics,
         tasks: tasks.clone(),
         runtime,
-    });
-    let state = Arc::new(routes::State {
-        exchange,
-        max_body_bytes: settings.gateway.max_body_bytes,
-    });
-    Ok(ServiceBuilder::new("chat", &chat.server)
-        .readiness(check_fn("database", move || {
-            let pool = pool.clone();
-            Box::pin(async move {
-                db::ping(&pool)
-                    .await
-                    .map_err(|e| ErrorChain(&e).to_string())
-            })
-        }))
-        .readiness(check_fn("ollama", move || {
-            let llm = llm.clone();
-            Box::pin(async move { llm.ping().await })
-        }))
-        .openapi(openapi::document(chat.max_message_chars))
-        .tasks(tasks)
-        .bind(move |cfg| routes::configure(cfg, state.clone()))?)
+    })
 }
 
 async fn migrate_with_patience(pool: &deadpool_postgres::Pool) -> Result<(), db::DbError> {

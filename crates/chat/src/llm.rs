@@ -6,10 +6,12 @@
 //! with token counts and nanosecond durations; an `{"error": ...}` line ends
 //! the stream with an error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chatbot_common::config::LlmTimeouts;
 use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
+use chatbot_common::health::LiveSignal;
 use chatbot_common::upstream::Upstream;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -128,6 +130,7 @@ pub struct LlmClient {
     upstream: Upstream,
     model: String,
     timeouts: LlmTimeouts,
+    live: Arc<LiveSignal>,
 }
 
 impl LlmClient {
@@ -138,7 +141,13 @@ impl LlmClient {
             upstream,
             model,
             timeouts,
+            live: Arc::default(),
         }
+    }
+
+    /// What live calls say about the LLM (fed by [`LlmClient::chat`]).
+    pub fn live(&self) -> &LiveSignal {
+        &self.live
     }
 
     /// The configured model.
@@ -146,12 +155,13 @@ impl LlmClient {
         &self.model
     }
 
-    /// `GET /api/version`: cheap, never a generation. For readiness.
+    /// Readiness: recent live calls did not all fail, and `GET /api/version`
+    /// (cheap, never a generation) answers.
     pub async fn ping(&self) -> Result<(), String> {
+        self.live.check()?;
         let response = self
             .upstream
-            .client()
-            .get(self.upstream.url("/api/version"))
+            .get("/api/version")
             .timeout(Duration::from_secs(2))
             .send()
             .await
@@ -163,8 +173,22 @@ impl LlmClient {
         }
     }
 
-    /// Runs one chat call, handing each token to `on_token` as it arrives.
+    /// Runs one chat call, handing each token to `on_token` as it arrives,
+    /// and reports its outcome to the live signal.
     pub async fn chat(
+        &self,
+        messages: &[LlmMessage],
+        on_token: impl FnMut(&str),
+    ) -> Result<LlmOutcome, LlmError> {
+        let result = self.call(messages, on_token).await;
+        match &result {
+            Ok(_) => self.live.success(),
+            Err(error) => self.live.failure(error.to_string()),
+        }
+        result
+    }
+
+    async fn call(
         &self,
         messages: &[LlmMessage],
         mut on_token: impl FnMut(&str),
@@ -181,8 +205,7 @@ impl LlmClient {
         };
         let request = self
             .upstream
-            .client()
-            .post(self.upstream.url("/api/chat"))
+            .post("/api/chat")
             .json(&ChatBody {
                 model: &self.model,
                 messages,

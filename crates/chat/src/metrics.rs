@@ -5,7 +5,10 @@
 //! `chatbot_messages_total{type, urgency}`, `chatbot_errors_total{type, component}`,
 //! `chatbot_llm_request_duration_seconds{model, outcome}`,
 //! `chatbot_llm_time_to_first_token_seconds{model}`,
-//! `chatbot_llm_tokens_total{model, direction}`.
+//! `chatbot_llm_tokens_total{model, direction}`,
+//! `chatbot_llm_time_per_output_token_seconds{model}`,
+//! `chatbot_llm_model_load_duration_seconds{model}` (Ollama's `load_duration`),
+//! `chatbot_pool_connections{pool="postgres", state}`.
 //! Every label takes values from a fixed set; the model is the configured one.
 
 use std::sync::Arc;
@@ -28,6 +31,8 @@ struct Inner {
     errors: Counter<u64>,
     llm_duration: Histogram<f64>,
     first_token: Histogram<f64>,
+    per_token: Histogram<f64>,
+    load: Histogram<f64>,
     tokens: Counter<u64>,
 }
 
@@ -56,6 +61,14 @@ impl Metrics {
             first_token: seconds(
                 "chatbot_llm_time_to_first_token",
                 "Time to the first LLM token",
+            ),
+            per_token: seconds(
+                "chatbot_llm_time_per_output_token",
+                "Time per output token after the first",
+            ),
+            load: seconds(
+                "chatbot_llm_model_load_duration",
+                "Model load time reported by the LLM",
             ),
             tokens: meter
                 .u64_counter("chatbot_llm_tokens")
@@ -99,6 +112,13 @@ impl Metrics {
                 o.time_to_first_token.as_secs_f64(),
                 std::slice::from_ref(&model),
             );
+            let generating = elapsed.saturating_sub(o.time_to_first_token);
+            let later_tokens = f64::from(o.completion_tokens.saturating_sub(1).max(1));
+            let one = std::slice::from_ref(&model);
+            self.0
+                .per_token
+                .record(generating.as_secs_f64() / later_tokens, one);
+            self.0.load.record(o.load_duration.as_secs_f64(), one);
             let dir = |d: &'static str| [model.clone(), KeyValue::new("direction", d)];
             self.0.tokens.add(u64::from(o.prompt_tokens), &dir("input"));
             self.0

@@ -28,6 +28,7 @@ use chatbot_common::error::{ApiError, ErrorCode};
 use chatbot_common::server::resource;
 use futures::StreamExt;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::exchange::{Exchange, Prepared};
 
@@ -85,7 +86,7 @@ impl Event {
 async fn stream(exchange: Arc<Exchange>, prepared: Prepared) -> Result<HttpResponse, ApiError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let worker = exchange.clone();
-    exchange.tasks.spawn(async move {
+    let exchange_task = async move {
         let tokens = tx.clone();
         let result = worker
             .generate(&prepared, |t| {
@@ -97,7 +98,10 @@ async fn stream(exchange: Arc<Exchange>, prepared: Prepared) -> Result<HttpRespo
             Err(error) => Event::Failed(error),
         };
         let _ = tx.send(last);
-    });
+    };
+    exchange
+        .tasks
+        .spawn(exchange_task.instrument(tracing::Span::current()));
     let first = match rx.recv().await {
         Some(Event::Failed(error)) => return Err(error),
         Some(event) => event,

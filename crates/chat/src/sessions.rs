@@ -35,8 +35,8 @@ impl SessionClient {
 
     /// Fetches a session and checks that it belongs to `user_id`.
     pub async fn lookup(&self, id: Uuid, user_id: &str) -> Lookup {
-        let url = self.upstream.url(&format!("/sessions/{id}"));
-        let response = match self.upstream.client().get(url).send().await {
+        let path = format!("/sessions/{id}");
+        let response = match self.upstream.get(&path).send().await {
             Ok(r) => r,
             Err(e) => return Lookup::Unavailable(self.upstream.transport_error(&e)),
         };
@@ -57,8 +57,7 @@ impl SessionClient {
     pub async fn create(&self, user_id: &str) -> Result<SessionView, ApiError> {
         let response = self
             .upstream
-            .client()
-            .post(self.upstream.url("/sessions"))
+            .post("/sessions")
             .json(&CreateSession {
                 user_id: user_id.to_owned(),
             })
@@ -78,8 +77,7 @@ impl SessionClient {
     pub async fn append(&self, id: Uuid, turns: Vec<Turn>) -> Result<(), ApiError> {
         let response = self
             .upstream
-            .client()
-            .post(self.upstream.url(&format!("/sessions/{id}/turns")))
+            .post(&format!("/sessions/{id}/turns"))
             .json(&AppendTurns { turns })
             .send()
             .await

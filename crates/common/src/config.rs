@@ -110,7 +110,10 @@ impl Settings {
             return fail("tracing.sample_ratio", "must be between 0.0 and 1.0");
         }
         if self.log.max_files == 0 || self.log.max_file_bytes < 1024 {
-            return fail("log.max_files / log.max_file_bytes", "must be at least 1 file of 1024 bytes");
+            return fail(
+                "log.max_files / log.max_file_bytes",
+                "must be at least 1 file of 1024 bytes",
+            );
         }
         if self.chat.model.is_empty() {
             return fail("chat.model", "must not be empty");

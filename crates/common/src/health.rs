@@ -95,3 +95,82 @@ where
         (self.check)()
     }
 }
+
+/// What live traffic says about a dependency, so readiness reflects failures
+/// as they happen rather than at the next probe.
+///
+/// Callers report every call's outcome; after [`LiveSignal::THRESHOLD`]
+/// failures in a row, the dependency counts as down until a call succeeds or
+/// [`LiveSignal::FORGET_AFTER`] passes without a new failure.
+#[derive(Debug, Default)]
+pub struct LiveSignal {
+    state: std::sync::Mutex<LiveState>,
+}
+
+#[derive(Debug, Default)]
+struct LiveState {
+    failures_in_a_row: u32,
+    last_failure: Option<(std::time::Instant, String)>,
+}
+
+impl LiveSignal {
+    /// Failures in a row that make the dependency count as down.
+    pub const THRESHOLD: u32 = 3;
+    /// How long a run of failures counts without a new one.
+    pub const FORGET_AFTER: Duration = Duration::from_secs(30);
+
+    /// A call succeeded.
+    pub fn success(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.failures_in_a_row = 0;
+        }
+    }
+
+    /// A call failed because of the dependency.
+    pub fn failure(&self, reason: impl Into<String>) {
+        if let Ok(mut state) = self.state.lock() {
+            state.failures_in_a_row = state.failures_in_a_row.saturating_add(1);
+            state.last_failure = Some((std::time::Instant::now(), reason.into()));
+        }
+    }
+
+    /// `Err` while recent live calls keep failing.
+    pub fn check(&self) -> Result<(), String> {
+        let Ok(state) = self.state.lock() else {
+            return Ok(());
+        };
+        match &state.last_failure {
+            Some((at, reason))
+                if state.failures_in_a_row >= Self::THRESHOLD
+                    && at.elapsed() < Self::FORGET_AFTER =>
+            {
+                Err(format!(
+                    "the last {} calls failed in live traffic: {reason}",
+                    state.failures_in_a_row
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_of_failures_makes_the_signal_fail_until_a_success() {
+        let signal = LiveSignal::default();
+        signal.failure("refused");
+        signal.failure("refused");
+        assert!(signal.check().is_ok(), "two failures are not yet a run");
+        signal.failure("refused");
+        let err = signal.check().err().unwrap_or_default();
+        assert!(
+            err.contains("last 3 calls failed") && err.contains("refused"),
+            "{err}"
+        );
+        signal.success();
+        assert!(signal.check().is_ok());
+    }
+}

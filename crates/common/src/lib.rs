@@ -6,13 +6,17 @@
 //! - [`api`]: wire types shared by the services and validation of client input;
 //! - [`config`]: the typed settings of the whole stack, layered from
 //!   `config/default.toml`, an environment file and `CHATBOT__...` variables;
-//! - [`telemetry`]: JSON logs, the OpenTelemetry meter with its Prometheus
-//!   exporter, and the HTTP request metrics middleware;
+//! - [`telemetry`]: logs and traces set up in one call, the OpenTelemetry
+//!   meter with its Prometheus exporter, and the HTTP request metrics
+//!   middleware;
+//! - [`logging`]: Elastic Common Schema log lines and size-rotated log files;
+//! - [`trace_context`]: W3C `traceparent` in and out, the request span;
 //! - [`error`]: the one mapping from errors to JSON responses with stable codes;
 //! - [`body`]: reading a JSON request body with a size limit and clear errors;
 //! - [`server`]: binding, the `/livez`, `/readyz`, `/metrics` and
 //!   `/openapi.json` routes, and graceful shutdown on SIGTERM/SIGINT;
 //! - [`health`]: the readiness-check trait services implement;
+//! - [`pools`]: PostgreSQL and Redis pools and their usage metrics;
 //! - [`upstream`]: pooled keep-alive HTTP clients toward other services.
 //!
 //! Start reading at [`server::ServiceBuilder`], which every `main` uses.
@@ -22,9 +26,12 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod logging;
 pub mod openapi;
+pub mod pools;
 pub mod server;
 pub mod telemetry;
+pub mod trace_context;
 pub mod upstream;
 
 pub use error::{ApiError, ErrorCode};

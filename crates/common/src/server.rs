@@ -25,11 +25,12 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, Resource, ResponseError, web};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::config::{ServerSettings, Settings};
 use crate::error::{ApiError, ErrorCode};
 use crate::health::{ReadinessCheck, run_checks};
-use crate::telemetry;
+use crate::{telemetry, trace_context};
 
 /// The runtime a service was built on (the process's multi-threaded one).
 ///
@@ -61,6 +62,8 @@ impl MainRuntime {
         F: Future<Output = Result<T, ApiError>> + Send + 'static,
         T: Send + 'static,
     {
+        // The span goes along, so the work's logs and calls keep the trace.
+        let work = work.instrument(tracing::Span::current());
         match self.0.spawn(work).await {
             Ok(result) => result,
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
@@ -145,6 +148,7 @@ impl ServiceBuilder {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(telemetry::http_metrics))
+                .wrap(from_fn(trace_context::trace_requests))
                 .app_data(web::Data::new(common.clone()))
                 .configure(common_routes)
                 .configure(routes.clone())
@@ -301,8 +305,8 @@ async fn method_not_allowed(allow: &'static str) -> HttpResponse {
     response
 }
 
-/// Loads the settings and starts logging and metrics for `service`; a bad
-/// configuration ends the process here with one line and exit code 64.
+/// Loads the settings and starts logs, traces and metrics for `service`; a
+/// bad configuration ends the process here with one line and exit code 64.
 pub fn start_process(service: &'static str) -> Settings {
     let settings = match Settings::load() {
         Ok(settings) => settings,
@@ -311,7 +315,7 @@ pub fn start_process(service: &'static str) -> Settings {
             std::process::exit(64);
         }
     };
-    telemetry::init_logging(service, &settings.log);
+    telemetry::init_tracing(service, &settings.log, &settings.tracing);
     telemetry::init_metrics(service);
     settings
 }

@@ -1,13 +1,17 @@
-//! Logs and metrics, set up once per process.
+//! Logs, traces and metrics, set up once per process.
 //!
-//! - Logs: JSON lines on stdout (or pretty text), filtered per target by
-//!   `log.level` or `RUST_LOG`. Fields are flat keys next to `message`.
+//! - Logs and traces: [`init_tracing`]. Elastic Common Schema JSON lines on
+//!   stdout (or pretty text) and optionally in rotated files
+//!   ([`crate::logging`]), filtered per target by `log.level` or `RUST_LOG`;
+//!   every line inside a request carries its `trace.id` (W3C propagation in
+//!   [`crate::trace_context`]); spans go to OTLP when an endpoint is set.
 //! - Metrics: an OpenTelemetry meter provider whose reader is the Prometheus
 //!   exporter; `/metrics` renders its registry. Instruments are named without
 //!   unit or `_total` suffixes: the exporter adds them from the unit and kind.
 //! - [`http_metrics`]: the middleware recording
 //!   `http_request_duration_seconds{method, route, status_code}`.
 
+use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -17,12 +21,23 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter, MeterProvider};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use prometheus::{Encoder, TextEncoder};
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::config::{LogFormat, LogSettings};
+use crate::config::{LogFormat, LogSettings, TracingSettings};
+use crate::logging::{EcsLayer, LogFiles};
 
 /// Histogram boundaries for request and LLM latencies, in seconds: fine steps
 /// under 100 ms so fast answers can be read, and the operations documentation's
@@ -39,30 +54,164 @@ struct Metrics {
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
-/// Starts logging (once per process; later calls keep the first set-up).
+/// The tracer provider, kept to flush spans at shutdown.
+static TRACER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// Spans are kept at INFO and above whatever `log.level` says: they carry the
+/// trace context, which must propagate even when their logs are filtered out.
+const SPAN_LEVEL: Level = Level::INFO;
+
+/// Starts logs only: [`init_tracing`] with the default tracing settings
+/// (trace ids are still made, logged and propagated; nothing is exported).
 pub fn init_logging(service: &'static str, settings: &LogSettings) {
+    init_tracing(service, settings, &TracingSettings::default());
+}
+
+/// Starts logs and traces (once per process; later calls keep the first
+/// set-up). One `tracing` subscriber serves both:
+///
+/// - ECS JSON lines ([`crate::logging`]) on stdout, or human text with
+///   `log.format = "pretty"`, and, with `log.dir`, to `<service>.log` and
+///   `<service>.error.log` there, rotated by size; events are filtered per
+///   target by `log.level`, which `RUST_LOG` overrides;
+/// - an OpenTelemetry tracer sampling `tracing.sample_ratio` of new traces
+///   (incoming ones follow their parent), whose spans are exported over
+///   OTLP/HTTP when `tracing.otlp_endpoint` is set. W3C propagation is in
+///   [`crate::trace_context`].
+pub fn init_tracing(service: &'static str, log: &LogSettings, traces: &TracingSettings) {
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match settings.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_target(true)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+    let (files, files_error) = match &log.dir {
+        Some(dir) => match LogFiles::open(dir, service, log.max_file_bytes, log.max_files) {
+            Ok(files) => (Some(files), None),
+            Err(error) => (None, Some((dir.clone(), error))),
+        },
+        None => (None, None),
     };
-    if result.is_ok() {
-        tracing::debug!(service, "logging started");
+    let (provider, exporter_error) = tracer_provider(service, traces);
+    let pretty = log.format == LogFormat::Pretty;
+    let result =
+        tracing_subscriber::registry()
+            .with(Gate { events: filter })
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer(service))
+                    .with_threads(false),
+            )
+            .with(EcsLayer::new(service, !pretty, files))
+            .with(pretty.then(|| {
+                tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal())
+            }))
+            .try_init();
+    if result.is_err() {
+        return;
+    }
+    let _ = TRACER.set(provider);
+    tracing::debug!(service, "logging started");
+    if let Some((dir, error)) = files_error {
+        tracing::error!(dir = %dir.display(), error = %error, "cannot write log files; logging to stdout only");
+    }
+    if let Some(error) = exporter_error {
+        tracing::error!(error = %error, "cannot export traces over OTLP; trace ids are still logged");
+    }
+}
+
+fn tracer_provider(
+    service: &'static str,
+    settings: &TracingSettings,
+) -> (SdkTracerProvider, Option<String>) {
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio)));
+    let mut builder = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_resource(Resource::builder().with_service_name(service).build());
+    let mut error = None;
+    if let Some(endpoint) = &settings.otlp_endpoint {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint)
+            .build()
+        {
+            Ok(exporter) => builder = builder.with_batch_exporter(exporter),
+            Err(e) => error = Some(e.to_string()),
+        }
+    }
+    (builder.build(), error)
+}
+
+/// Exports the spans still buffered (call it once at shutdown; a no-op when
+/// nothing is exported). Blocks until the exporter answers or gives up.
+pub fn flush_traces() {
+    if let Some(provider) = TRACER.get()
+        && let Err(error) = provider.force_flush()
+    {
+        tracing::warn!(error = %error, "flushing traces failed");
+    }
+}
+
+/// The global filter: events as `log.level` (or `RUST_LOG`) says, spans at
+/// [`SPAN_LEVEL`] and above always (see there).
+struct Gate {
+    events: EnvFilter,
+}
+
+impl<S> Layer<S> for Gate
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        let events = Layer::<S>::register_callsite(&self.events, meta);
+        match (meta.is_span(), *meta.level() <= SPAN_LEVEL) {
+            (true, true) => Interest::always(),
+            (true, false) => Interest::never(),
+            (false, _) => events,
+        }
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>, ctx: Context<'_, S>) -> bool {
+        if meta.is_span() {
+            *meta.level() <= SPAN_LEVEL
+        } else {
+            Layer::<S>::enabled(&self.events, meta, ctx)
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        let events = Layer::<S>::max_level_hint(&self.events).unwrap_or(LevelFilter::TRACE);
+        Some(events.max(LevelFilter::from_level(SPAN_LEVEL)))
+    }
+
+    // The filter tracks spans for its `[span]` directives.
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        self.events.on_new_span(attrs, id, ctx);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        self.events.on_record(id, values, ctx);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        self.events.on_enter(id, ctx);
+    }
+
+    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+        self.events.on_exit(id, ctx);
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        self.events.on_close(id, ctx);
     }
 }
 
 fn metrics(service: &'static str) -> &'static Metrics {
     METRICS.get_or_init(|| {
         let registry = prometheus::Registry::new();
+        // process_resident_memory_bytes, process_cpu_seconds_total,
+        // process_open_fds and friends, read from /proc at each scrape.
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        if let Err(error) = registry.register(Box::new(process)) {
+            tracing::warn!(%error, "process metrics unavailable");
+        }
         let resource = Resource::builder().with_service_name(service).build();
         let builder = SdkMeterProvider::builder().with_resource(resource);
         let provider = match opentelemetry_prometheus::exporter()

@@ -1,7 +1,10 @@
 //! Pooled keep-alive HTTP clients toward other services and the LLM.
 //!
 //! One [`Upstream`] per peer, built once at start-up and shared by every
-//! worker: reqwest keeps its connections alive and reuses them.
+//! worker: reqwest keeps its connections alive and reuses them. Requests are
+//! built with [`Upstream::get`], [`Upstream::post`] or [`Upstream::request`],
+//! which add the current span's W3C `traceparent` (see
+//! [`crate::trace_context`]), so the peer's logs carry the same trace id.
 
 use std::time::Duration;
 
@@ -46,9 +49,26 @@ impl Upstream {
         self.name
     }
 
-    /// The shared client.
+    /// The shared client. Prefer [`Upstream::request`] and its siblings,
+    /// which carry the trace context.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// A `method` request to `path` (which starts with `/`), carrying the
+    /// current span's trace context.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        crate::trace_context::inject(self.client.request(method, self.url(path)))
+    }
+
+    /// A `GET` of `path`, carrying the trace context.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    /// A `POST` to `path`, carrying the trace context.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
     }
 
     /// The absolute URL of `path` (which starts with `/`).
@@ -95,8 +115,7 @@ impl Upstream {
     /// Checks the peer's `/livez`, for readiness.
     pub async fn is_alive(&self) -> Result<(), String> {
         let response = self
-            .client
-            .get(self.url("/livez"))
+            .get("/livez")
             .timeout(Duration::from_secs(2))
             .send()
             .await
@@ -119,7 +138,7 @@ pub enum Relayed {
 }
 
 impl Upstream {
-    /// Sends `request` (built from [`Upstream::client`]) and reads the answer:
+    /// Sends `request` (built by [`Upstream::request`]) and reads the answer:
     /// a stream stays a stream, anything else is read whole; our JSON errors
     /// pass through, transport failures become 503 or 504.
     pub async fn forward(&self, request: reqwest::RequestBuilder) -> Result<Relayed, ApiError> {

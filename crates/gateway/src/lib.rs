@@ -5,6 +5,7 @@
 //! the chat or session service over pooled keep-alive connections and relays
 //! the answer, streams included. Start with [`routes`].
 
+pub mod health;
 pub mod openapi;
 pub mod routes;
 
@@ -22,7 +23,9 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     let client = http_client(Duration::from_secs(2));
     let state = Arc::new(routes::State {
         chat: Upstream::new("chat", &gw.chat_url, client.clone()),
-        session: Upstream::new("session", &gw.session_url, client),
+        session: Upstream::new("session", &gw.session_url, client.clone()),
+        aggregator: Upstream::new("health-aggregator", &gw.aggregator_url, client),
+        health_details: gw.health_details,
         max_body_bytes: gw.max_body_bytes,
         max_message_chars: settings.chat.max_message_chars,
         upstream_timeout: Duration::from_secs(gw.upstream_timeout_secs),

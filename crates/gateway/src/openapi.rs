@@ -6,6 +6,20 @@ use chatbot_common::openapi::{
 };
 use serde_json::{Value, json};
 
+fn health_answer(description: &str) -> Value {
+    json!({"description": description, "content": {"application/health+json": {"schema": {
+        "type": "object",
+        "required": ["status", "timestamp", "version"],
+        "properties": {
+            "status": {"type": "string", "enum": ["OK", "WARN", "ERROR"]},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "version": {"type": "string"},
+            "services": {"type": "object"},
+            "checks": {"type": "object"}
+        }
+    }}}})
+}
+
 /// The document served at `/openapi.json`.
 pub fn document(max_message_chars: usize) -> Value {
     let invalid = error_response("the session id is not a UUID");
@@ -21,6 +35,13 @@ pub fn document(max_message_chars: usize) -> Value {
     });
     let paths = json!({
         "/api/chat": {"post": chat},
+        "/health": {"get": {
+            "summary": "The aggregate health verdict (cached by the health aggregator).",
+            "responses": {
+                "200": health_answer("OK or WARN"),
+                "503": health_answer("ERROR, or the aggregator is unreachable")
+            }
+        }},
         "/api/sessions/{id}": {
             "parameters": [session_id_parameter()],
             "get": {"operationId": "getSession", "summary": "A session with its turns, oldest first.", "responses": {

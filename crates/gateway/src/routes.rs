@@ -34,12 +34,17 @@ pub struct State {
     pub upstream_timeout: Duration,
     /// Where upstream calls run.
     pub runtime: MainRuntime,
+    /// The health aggregator, whose verdict `/health` serves.
+    pub aggregator: Upstream,
+    /// Whether `/health` shows per-component details.
+    pub health_details: bool,
 }
 
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig, state: std::sync::Arc<State>) {
     cfg.app_data(web::Data::from(state))
         .service(resource("/api/chat", "POST").route(web::post().to(chat)))
+        .service(resource("/health", "GET").route(web::get().to(crate::health::health)))
         .service(
             resource("/api/sessions/{id}", "GET, DELETE")
                 .route(web::get().to(get_session))
@@ -54,11 +59,7 @@ async fn chat(
 ) -> Result<HttpResponse, ApiError> {
     let request: ChatRequest = read_json(&req, body, state.max_body_bytes).await?;
     request.validate(state.max_message_chars)?;
-    let mut call = state
-        .chat
-        .client()
-        .post(state.chat.url("/chat"))
-        .json(&request);
+    let mut call = state.chat.post("/chat").json(&request);
     if !request.stream {
         call = call.timeout(state.upstream_timeout);
     }
@@ -78,8 +79,7 @@ async fn session_call(
     let id = parse_session_id(raw_id)?;
     let session = state.session.clone();
     let call = session
-        .client()
-        .request(method, session.url(&format!("/sessions/{id}")))
+        .request(method, &format!("/sessions/{id}"))
         .timeout(state.upstream_timeout);
     let relayed = state
         .runtime

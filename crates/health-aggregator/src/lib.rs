@@ -1,72 +1,200 @@
-//! The health aggregator (port 3004).
+//! The health aggregator (port 3004): one honest, cheap, cached verdict over
+//! everything the chatbot depends on.
 //!
-//! A background loop polls every configured service's `/readyz` concurrently
-//! every `aggregator.interval_secs`, each call bounded by
-//! `aggregator.timeout_secs`, and keeps the last result. `GET /health` serves
-//! that cached result and never triggers a check itself, so a burst of health
-//! probes costs nothing downstream. Start with [`poller`].
+//! [`checks`] defines the components (PostgreSQL, Redis, Ollama, optional
+//! n8n, disk, memory and every service's `/readyz`); [`poller`] runs them
+//! concurrently in the background every `aggregator.interval_secs`, each
+//! bounded by `aggregator.timeout_secs`; [`verdict`] turns the cached results
+//! into the `GET /health` body. Requests never trigger a check.
+//! [`federate`] merges every service's metrics into `GET /metrics/all`.
 
+pub mod checks;
+pub mod federate;
 pub mod poller;
+pub mod verdict;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use chatbot_common::config::Settings;
-use chatbot_common::server::{RunningService, ServiceBuilder, resource};
+use chatbot_common::server::{MainRuntime, RunningService, ServiceBuilder, resource};
+use chatbot_common::telemetry;
 use chatbot_common::upstream::{Upstream, http_client};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::poller::{Poller, Verdict};
+use crate::checks::{Check, Database, Disk, Endpoint, Memory, Ollama, Redis, Thresholds};
+use crate::poller::Poller;
+
+/// The media type of the verdict.
+pub const HEALTH_JSON: &str = "application/health+json";
 
 /// Builds the aggregator, starts its poll loop and binds its listener.
 pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     let agg = &settings.aggregator;
-    let timeout = Duration::from_secs(agg.timeout_secs.max(1));
-    let client = http_client(timeout);
-    let targets = agg
-        .services
-        .iter()
-        .map(|(name, url)| (name.clone(), Upstream::new("service", url, client.clone())))
-        .collect();
-    let poller = Poller::new(targets, timeout);
-    let tasks = TaskTracker::new();
     let interval = Duration::from_secs(agg.interval_secs.max(1));
-    let stop = tokio_util::sync::CancellationToken::new();
-    tasks.spawn(poller.clone().run(interval, stop.clone()));
-    let data = web::Data::new(poller);
+    let timeout = Duration::from_secs(agg.timeout_secs.max(1));
+    let meter = telemetry::init_metrics("health-aggregator");
+    let poller = Poller::new(
+        components(settings, timeout)?,
+        timeout,
+        interval * agg.stale_after_intervals.max(1),
+        &meter,
+    );
+    let tasks = TaskTracker::new();
+    let stop = CancellationToken::new();
+    tasks.spawn(poller.clone().run_every(interval, stop.clone()));
+    let client = http_client(timeout);
+    let state = web::Data::new(State {
+        poller,
+        max_age: interval.as_secs(),
+        services: agg
+            .services
+            .iter()
+            .map(|(name, url)| (name.clone(), Upstream::new("service", url, client.clone())))
+            .collect(),
+        runtime: MainRuntime::current(),
+    });
     let service = ServiceBuilder::new("health-aggregator", &agg.server)
         .openapi(document())
         .tasks(tasks)
         .bind(move |cfg| {
-            cfg.app_data(data.clone())
-                .service(resource("/health", "GET").route(web::get().to(health)));
+            cfg.app_data(state.clone())
+                .service(resource("/health", "GET").route(web::get().to(health)))
+                .service(resource("/metrics/all", "GET").route(web::get().to(all_metrics)));
         })?;
     Ok(service.on_stop(stop))
 }
 
-async fn health(poller: web::Data<Poller>) -> HttpResponse {
-    let verdict: Verdict = poller.latest();
+/// Every component to check, from the settings.
+fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc<dyn Check>>> {
+    let agg = &settings.aggregator;
+    let client = http_client(timeout);
+    let upstream = |name, url: &str| Upstream::new(name, url, client.clone());
+    let database =
+        chatbot_common::pools::postgres(&settings.database).map_err(std::io::Error::other)?;
+    let redis = chatbot_common::pools::redis(&settings.redis).map_err(std::io::Error::other)?;
+    let mut checks: Vec<Arc<dyn Check>> = vec![
+        Arc::new(Database(database)),
+        Arc::new(Redis(redis)),
+        Arc::new(Ollama {
+            upstream: upstream("ollama", &settings.ollama.url),
+            model: settings.chat.model.clone(),
+        }),
+        Arc::new(Disk {
+            paths: agg.disk_paths.clone(),
+            thresholds: Thresholds {
+                warn: agg.disk_warn_free_percent,
+                fail: agg.disk_fail_free_percent,
+            },
+        }),
+        Arc::new(Memory {
+            thresholds: Thresholds {
+                warn: agg.memory_warn_available_percent,
+                fail: agg.memory_fail_available_percent,
+            },
+        }),
+    ];
+    if !settings.n8n.health_url.is_empty() {
+        checks.push(Arc::new(Endpoint {
+            name: "n8n".into(),
+            upstream: upstream("n8n", &settings.n8n.health_url),
+            path: "",
+            required: false,
+        }));
+    }
+    for (name, url) in &agg.services {
+        checks.push(Arc::new(Endpoint {
+            name: name.clone(),
+            upstream: upstream("service", url),
+            path: "/readyz",
+            required: true,
+        }));
+    }
+    Ok(checks)
+}
+
+struct State {
+    poller: Poller,
+    max_age: u64,
+    services: Vec<(String, Upstream)>,
+    runtime: MainRuntime,
+}
+
+/// `GET /metrics/all`: every service's metrics and the aggregator's own, each
+/// sample labelled `service`, in one exposition. A service that cannot be
+/// scraped is left out and counted in `chatbot_federation_scrape_up`.
+async fn all_metrics(state: web::Data<State>) -> HttpResponse {
+    let services = state.services.clone();
+    let gathered = state
+        .runtime
+        .run(async move { Ok(scrape_all(services).await) })
+        .await
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(gathered)
+}
+
+async fn scrape_all(services: Vec<(String, Upstream)>) -> String {
+    let scrapes = services.into_iter().map(|(name, upstream)| async move {
+        let response = upstream.client().get(upstream.url("/metrics")).send().await;
+        let text = match response {
+            Ok(r) if r.status().is_success() => r.text().await.ok(),
+            _ => None,
+        };
+        (name, text)
+    });
+    let mut expositions = vec![("health-aggregator".to_owned(), telemetry::render_metrics())];
+    let mut up = String::from(
+        "# HELP chatbot_federation_scrape_up 1 when the service's metrics were collected\n\
+         # TYPE chatbot_federation_scrape_up gauge\n",
+    );
+    for (name, text) in futures::future::join_all(scrapes).await {
+        up.push_str(&format!(
+            "chatbot_federation_scrape_up{{target=\"{name}\"}} {}\n",
+            u8::from(text.is_some())
+        ));
+        if let Some(text) = text {
+            expositions.push((name, text));
+        }
+    }
+    expositions.push(("health-aggregator".to_owned(), up));
+    let merged = federate::merge(&expositions);
+    if merged.dropped_samples > 0 {
+        tracing::warn!(
+            dropped = merged.dropped_samples,
+            "samples dropped while merging metrics"
+        );
+    }
+    merged.text
+}
+
+async fn health(state: web::Data<State>) -> HttpResponse {
+    let verdict = state.poller.verdict();
     let mut response = if verdict.status == "ERROR" {
         HttpResponse::ServiceUnavailable()
     } else {
         HttpResponse::Ok()
     };
-    response.json(verdict)
+    response
+        .content_type(HEALTH_JSON)
+        .insert_header(("Cache-Control", format!("max-age={}", state.max_age)))
+        .json(verdict)
 }
 
 fn document() -> serde_json::Value {
-    use chatbot_common::openapi::{document, json_response};
-    let verdict = json!({"type": "object", "required": ["status", "timestamp", "services"]});
+    use chatbot_common::openapi::document;
+    let verdict = json!({"type": "object", "required": ["status", "timestamp", "version", "services", "checks"]});
+    let answer = |description: &str| json!({"description": description, "content": {HEALTH_JSON: {"schema": verdict.clone()}}});
     document(
         "chatbot health aggregator",
-        "One cached health verdict over every service.",
+        "One cached health verdict over every dependency and service.",
         json!({"/health": {"get": {
-            "summary": "The cached verdict.",
-            "responses": {
-                "200": json_response("OK or WARN", verdict.clone()),
-                "503": json_response("ERROR", verdict)
-            }
+            "summary": "The cached verdict (never triggers a check).",
+            "responses": {"200": answer("OK or WARN"), "503": answer("ERROR")}
         }}}),
         json!({}),
     )

@@ -1,117 +1,120 @@
-//! The background poll loop and the cached verdict.
+//! The background loop: every interval, all checks run concurrently, each
+//! bounded by the timeout, and their results replace the cached ones.
+//! Requests read the cache only, so no number of `/health` calls adds a
+//! single dependency check.
+//!
+//! Metrics (read from the cache at scrape time):
+//! `chatbot_dependency_up{component}` (1 when passing or warning),
+//! `chatbot_dependency_check_duration_seconds{component}` and the counter
+//! `chatbot_health_checks_total{component}`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use chatbot_common::upstream::Upstream;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::future::join_all;
-use serde::Serialize;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Meter};
 use tokio_util::sync::CancellationToken;
 
-/// The state of one service.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceStatus {
-    /// `OK` or `ERROR`.
-    pub status: &'static str,
-    /// Duration of the check, in milliseconds.
-    pub response_time: u64,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// When it was checked.
-    pub checked_at: DateTime<Utc>,
-}
+use crate::checks::{Check, Level, Observation};
+use crate::verdict::{Recorded, Verdict, verdict};
 
-/// The combined verdict.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
-    /// `OK`, or `ERROR` when any service is not ready or nothing was checked yet.
-    pub status: &'static str,
-    /// When the verdict was computed.
-    pub timestamp: DateTime<Utc>,
-    /// The aggregator's version.
-    pub version: &'static str,
-    /// Per service.
-    pub services: BTreeMap<String, ServiceStatus>,
-}
-
-/// Polls services and keeps the latest verdict.
+/// Runs the checks and keeps their latest results.
 #[derive(Clone)]
-pub struct Poller {
-    targets: Arc<Vec<(String, Upstream)>>,
+pub struct Poller(Arc<Inner>);
+
+struct Inner {
+    checks: Vec<Arc<dyn Check>>,
     timeout: Duration,
-    latest: Arc<RwLock<Verdict>>,
+    stale_after: Duration,
+    records: RwLock<BTreeMap<String, Recorded>>,
+    runs: Counter<u64>,
 }
 
 impl Poller {
-    /// A poller of `targets`, each check bounded by `timeout`.
-    pub fn new(targets: Vec<(String, Upstream)>, timeout: Duration) -> Self {
-        let pending = Verdict {
-            status: "ERROR",
-            timestamp: Utc::now(),
-            version: env!("CARGO_PKG_VERSION"),
-            services: BTreeMap::new(),
-        };
-        Self {
-            targets: Arc::new(targets),
+    /// A poller of `checks`; each run is bounded by `timeout`, and a result
+    /// older than `stale_after` counts as failed.
+    pub fn new(
+        checks: Vec<Arc<dyn Check>>,
+        timeout: Duration,
+        stale_after: Duration,
+        meter: &Meter,
+    ) -> Self {
+        let runs = meter
+            .u64_counter("chatbot_health_checks")
+            .with_description("Dependency checks run by the health aggregator")
+            .build();
+        let poller = Self(Arc::new(Inner {
+            checks,
             timeout,
-            latest: Arc::new(RwLock::new(pending)),
-        }
+            stale_after,
+            records: RwLock::new(BTreeMap::new()),
+            runs,
+        }));
+        poller.export_gauges(meter);
+        poller
     }
 
-    /// The cached verdict.
-    pub fn latest(&self) -> Verdict {
-        self.latest
+    /// The verdict now, from the cached results.
+    pub fn verdict(&self) -> Verdict {
+        let expected: Vec<_> = self
+            .0
+            .checks
+            .iter()
+            .map(|c| (c.name().to_owned(), c.required(), c.kind()))
+            .collect();
+        let records = self.records();
+        verdict(&expected, &records, Utc::now(), self.0.stale_after)
+    }
+
+    fn records(&self) -> BTreeMap<String, Recorded> {
+        self.0
+            .records
             .read()
-            .map(|v| v.clone())
+            .map(|r| r.clone())
             .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
     }
 
-    /// Checks everything once, concurrently, and caches the verdict.
+    /// Runs every check once, concurrently, and caches the results.
     pub async fn poll_once(&self) {
-        let results = join_all(
-            self.targets
-                .iter()
-                .map(|(name, upstream)| async move { (name.clone(), self.check(upstream).await) }),
-        )
-        .await;
-        let ok = results.iter().all(|(_, s)| s.error.is_none());
-        let verdict = Verdict {
-            status: if ok { "OK" } else { "ERROR" },
-            timestamp: Utc::now(),
-            version: env!("CARGO_PKG_VERSION"),
-            services: results.into_iter().collect(),
-        };
-        if let Ok(mut latest) = self.latest.write() {
-            *latest = verdict;
+        let results = join_all(self.0.checks.iter().map(|check| self.run(check.as_ref()))).await;
+        if let Ok(mut records) = self.0.records.write() {
+            records.extend(results);
         }
     }
 
-    async fn check(&self, upstream: &Upstream) -> ServiceStatus {
+    async fn run(&self, check: &dyn Check) -> (String, Recorded) {
         let started = Instant::now();
-        let call = upstream
-            .client()
-            .get(upstream.url("/readyz"))
-            .timeout(self.timeout)
-            .send()
-            .await;
-        let error = match call {
-            Ok(r) if r.status().is_success() => None,
-            Ok(r) => Some(format!("readyz answered {}", r.status())),
-            Err(e) => Some(format!("unreachable: {e}")),
-        };
-        ServiceStatus {
-            status: if error.is_none() { "OK" } else { "ERROR" },
-            response_time: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            error,
-            checked_at: Utc::now(),
+        let observation = tokio::time::timeout(self.0.timeout, check.run())
+            .await
+            .unwrap_or_else(|_| Observation {
+                level: Level::Fail,
+                value: None,
+                output: Some(format!(
+                    "no answer within {} ms",
+                    self.0.timeout.as_millis()
+                )),
+            });
+        self.0
+            .runs
+            .add(1, &[KeyValue::new("component", check.name().to_owned())]);
+        if observation.level == Level::Fail {
+            tracing::warn!(component = check.name(), error = ?observation.output, "health check failed");
         }
+        let recorded = Recorded {
+            observation,
+            duration: started.elapsed(),
+            checked_at: Utc::now(),
+            required: check.required(),
+            kind: check.kind(),
+        };
+        (check.name().to_owned(), recorded)
     }
 
     /// Polls every `interval` until `stop` is cancelled.
-    pub async fn run(self, interval: Duration, stop: CancellationToken) {
+    pub async fn run_every(self, interval: Duration, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -120,5 +123,33 @@ impl Poller {
                 _ = ticker.tick() => self.poll_once().await,
             }
         }
+    }
+
+    fn export_gauges(&self, meter: &Meter) {
+        let up = self.clone();
+        meter
+            .u64_observable_gauge("chatbot_dependency_up")
+            .with_description("1 when the component's last check passed or warned")
+            .with_callback(move |gauge| {
+                for (name, r) in up.records() {
+                    let value = u64::from(r.observation.level != Level::Fail);
+                    gauge.observe(value, &[KeyValue::new("component", name)]);
+                }
+            })
+            .build();
+        let timing = self.clone();
+        meter
+            .f64_observable_gauge("chatbot_dependency_check_duration")
+            .with_unit("s")
+            .with_description("Duration of the component's last check")
+            .with_callback(move |gauge| {
+                for (name, r) in timing.records() {
+                    gauge.observe(
+                        r.duration.as_secs_f64(),
+                        &[KeyValue::new("component", name)],
+                    );
+                }
+            })
+            .build();
     }
 }

@@ -9,6 +9,7 @@
 //! Start with [`store::SessionStore`] for the data layout and [`routes`] for
 //! the HTTP API the gateway and chat call.
 
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod store;
@@ -18,6 +19,8 @@ use std::sync::Arc;
 use chatbot_common::config::Settings;
 use chatbot_common::health::check_fn;
 use chatbot_common::server::{MainRuntime, RunningService, ServiceBuilder};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Builds the service from settings and binds its listener.
 pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
@@ -25,6 +28,10 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
         .map_err(std::io::Error::other)?;
     let store = Arc::new(store);
     let ping = store.clone();
+    let tasks = TaskTracker::new();
+    let stop = CancellationToken::new();
+    let meter = chatbot_common::telemetry::init_metrics("session");
+    tasks.spawn(metrics::register(&meter, store.clone(), stop.clone()));
     let state = routes::State {
         store,
         runtime: MainRuntime::current(),
@@ -35,5 +42,7 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
             Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
         }))
         .openapi(openapi::document())
+        .tasks(tasks)
         .bind(move |cfg| routes::configure(cfg, state.clone()))
+        .map(|service| service.on_stop(stop))
 }

@@ -18,8 +18,8 @@ use std::time::Duration;
 use chatbot_common::api::{SessionView, Turn};
 use chatbot_common::config::{RedisSettings, SessionSettings};
 use chrono::{DateTime, Utc};
+use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, AsyncCommands};
-use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use uuid::Uuid;
 
 /// Why a store operation failed.
@@ -53,20 +53,10 @@ impl SessionStore {
     pub fn connect(
         redis: &RedisSettings,
         session: &SessionSettings,
-    ) -> Result<Self, deadpool_redis::CreatePoolError> {
+    ) -> Result<Self, chatbot_common::pools::PoolSetupError> {
         let timeout = Duration::from_millis(redis.timeout_ms);
-        let mut config = Config::from_url(redis.url.expose());
-        config.pool = Some(PoolConfig {
-            max_size: redis.pool_size.max(1),
-            timeouts: Timeouts {
-                wait: Some(timeout),
-                create: Some(timeout),
-                recycle: Some(timeout),
-            },
-            ..PoolConfig::default()
-        });
         Ok(Self {
-            pool: config.create_pool(Some(Runtime::Tokio1))?,
+            pool: chatbot_common::pools::redis(redis)?,
             prefix: session.key_prefix.clone(),
             idle: Duration::from_secs(session.idle_timeout_secs),
             max_turns: session.max_turns,
@@ -101,6 +91,11 @@ impl SessionStore {
 
     fn expires_at(&self, updated: DateTime<Utc>) -> DateTime<Utc> {
         updated + chrono::Duration::seconds(self.idle_secs())
+    }
+
+    /// The connection pool, for its usage metrics.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// `PING`, for readiness.

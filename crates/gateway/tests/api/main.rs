@@ -210,6 +210,7 @@ async fn the_openapi_document_lists_exactly_the_public_routes() {
         [
             "/api/chat",
             "/api/sessions/{id}",
+            "/health",
             "/livez",
             "/metrics",
             "/openapi.json",

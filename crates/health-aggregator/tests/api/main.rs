@@ -1,84 +1,175 @@
-//! Integration tests of the health aggregator: it polls real services in the
-//! background and serves the cached verdict.
+//! Integration tests of the health aggregator against real PostgreSQL and
+//! Redis, the Ollama simulator, the n8n stand-in and a real session service.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
+use chatbot_common::config::Settings;
 use reqwest::StatusCode;
 use serde_json::Value;
-use test_support::app::{send_json, serve, settings};
-use test_support::{TestRedis, fresh_prefix};
+use test_support::app::{fresh_database_url, send_json, serve, settings};
+use test_support::{N8nStandIn, TestRedis, fresh_prefix};
 
-async fn verdict(url: &str) -> (StatusCode, Value) {
-    send_json(reqwest::Client::new().get(format!("{url}/health"))).await
+struct Env {
+    url: String,
+    redis: TestRedis,
+    n8n: N8nStandIn,
+    sim: ollama_sim::SimServer,
+    http: reqwest::Client,
 }
 
-/// Polls `/health` until `status` is reported, for up to 10 s.
-async fn wait_for(url: &str, status: &str) -> Value {
-    for _ in 0..100 {
-        let (_, body) = verdict(url).await;
-        if body["status"] == status {
-            return body;
+impl Env {
+    /// An aggregator polling every `interval_secs` over its own Redis, a
+    /// session service on that Redis, the simulator and the n8n stand-in.
+    async fn start(interval_secs: u64, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let redis = TestRedis::start();
+        let n8n = N8nStandIn::start().await;
+        let sim = ollama_sim::spawn(ollama_sim::SimConfig::default())
+            .await
+            .unwrap();
+        let mut s = settings();
+        s.redis.url = redis.url().as_str().into();
+        s.redis.timeout_ms = 300;
+        s.session.key_prefix = fresh_prefix();
+        s.database.url = fresh_database_url().await.as_str().into();
+        s.ollama.url = sim.url();
+        s.n8n.health_url = n8n.health_url();
+        s.aggregator.interval_secs = interval_secs;
+        s.aggregator.timeout_secs = 2;
+        s.aggregator.disk_warn_free_percent = 0.0;
+        s.aggregator.disk_fail_free_percent = 0.0;
+        s.aggregator.memory_warn_available_percent = 0.0;
+        s.aggregator.memory_fail_available_percent = 0.0;
+        let session = serve(session::build(&s).unwrap());
+        s.aggregator.services = [("session".to_owned(), session)].into_iter().collect();
+        tweak(&mut s);
+        let url = serve(health_aggregator::build(&s).unwrap());
+        Self {
+            url,
+            redis,
+            n8n,
+            sim,
+            http: reqwest::Client::new(),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!(
-        "the verdict never became {status}: {}",
-        verdict(url).await.1
-    );
+
+    async fn health(&self) -> (StatusCode, Value) {
+        send_json(self.http.get(format!("{}/health", self.url))).await
+    }
+
+    /// Polls until the verdict is `status`, for up to 10 s.
+    async fn wait_for(&self, status: &str) -> Value {
+        self.wait_until(|v| v["status"] == status).await
+    }
+
+    /// Polls until `done` holds for the verdict, for up to 10 s.
+    async fn wait_until(&self, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..100 {
+            last = self.health().await.1;
+            if done(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the verdict never got there: {last}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_verdict_follows_the_services_readiness() {
-    let redis = TestRedis::start();
-    let mut s = settings();
-    s.redis.url = redis.url().as_str().into();
-    s.redis.timeout_ms = 300;
-    s.session.key_prefix = fresh_prefix();
-    let session = serve(session::build(&s).unwrap());
-    s.aggregator.interval_secs = 1;
-    s.aggregator.timeout_secs = 2;
-    s.aggregator.services = [("session".to_owned(), session)].into_iter().collect();
-    let aggregator = serve(health_aggregator::build(&s).unwrap());
-
-    let ok = wait_for(&aggregator, "OK").await;
-    assert_eq!(ok["services"]["session"]["status"], "OK");
-    assert_eq!(verdict(&aggregator).await.0, StatusCode::OK);
-
-    redis.stop();
-    let error = wait_for(&aggregator, "ERROR").await;
-    assert_eq!(error["services"]["session"]["status"], "ERROR");
-    assert!(
-        error["services"]["session"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("503")
-    );
+async fn redis_down_is_an_error_and_n8n_down_a_warning() {
+    let env = Env::start(1, |_| {}).await;
+    let ok = env.wait_for("OK").await;
+    for component in [
+        "database", "redis", "ollama", "n8n", "disk", "memory", "session",
+    ] {
+        assert_eq!(
+            ok["services"][component]["status"], "OK",
+            "{component}: {ok}"
+        );
+    }
+    assert_eq!(ok["services"]["n8n"]["required"], false);
+    assert_eq!(ok["checks"]["redis:responseTime"][0]["observedUnit"], "ms");
+    assert_eq!(ok["checks"]["disk:free"][0]["observedUnit"], "percent");
+    let response = env
+        .http
+        .get(format!("{}/health", env.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        verdict(&aggregator).await.0,
-        StatusCode::SERVICE_UNAVAILABLE
+        response.headers()["content-type"],
+        "application/health+json"
     );
+    assert_eq!(response.headers()["cache-control"], "max-age=1");
 
-    redis.start_again();
-    wait_for(&aggregator, "OK").await;
+    env.redis.stop();
+    let error = env.wait_for("ERROR").await;
+    assert_eq!(error["services"]["redis"]["status"], "ERROR");
+    assert!(error["services"]["redis"]["error"].as_str().is_some());
+    assert_eq!(env.health().await.0, StatusCode::SERVICE_UNAVAILABLE);
+    let live = env
+        .http
+        .get(format!("{}/livez", env.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        live.status(),
+        StatusCode::OK,
+        "liveness never depends on a component"
+    );
+    env.redis.start_again();
+    env.wait_for("OK").await;
+
+    env.n8n.set_healthy(false);
+    let warn = env.wait_for("WARN").await;
+    assert_eq!(warn["services"]["n8n"]["status"], "ERROR");
+    assert_eq!(
+        env.health().await.0,
+        StatusCode::OK,
+        "an optional component only warns"
+    );
+    env.n8n.set_healthy(true);
+    env.wait_for("OK").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_service_makes_the_verdict_error() {
-    let mut s = settings();
-    s.aggregator.interval_secs = 1;
-    let closed = format!("http://127.0.0.1:{}", test_support::free_port());
-    s.aggregator.services = [("chat".to_owned(), closed)].into_iter().collect();
-    let aggregator = serve(health_aggregator::build(&s).unwrap());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (status, body) = verdict(&aggregator).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(body["services"]["chat"]["status"], "ERROR");
-    assert!(
-        body["services"]["chat"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("unreachable")
+async fn a_burst_of_health_calls_checks_nothing_more() {
+    let env = Env::start(30, |_| {}).await;
+    env.wait_for("OK").await;
+    let before = env.sim.sim().stats().requests.tags;
+    let calls = (0..100).map(|_| env.health());
+    let answers = futures::future::join_all(calls).await;
+    assert!(answers.iter().all(|(status, _)| *status == StatusCode::OK));
+    assert_eq!(
+        env.sim.sim().stats().requests.tags,
+        before,
+        "no /health call reached Ollama"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_model_and_low_disk_are_reported() {
+    let env = Env::start(1, |s| {
+        s.chat.model = "no-such-model:7b".into();
+        s.aggregator.disk_warn_free_percent = 100.0;
+    })
+    .await;
+    let verdict = env
+        .wait_until(|v| {
+            v["services"]["ollama"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("pull"))
+        })
+        .await;
+    assert_eq!(verdict["status"], "ERROR");
+    let ollama = verdict["services"]["ollama"]["error"].as_str().unwrap();
+    assert!(
+        ollama.contains("'no-such-model:7b' is not available"),
+        "{ollama}"
+    );
+    assert_eq!(verdict["services"]["disk"]["status"], "WARN");
+    assert_eq!(verdict["checks"]["disk:free"][0]["status"], "warn");
 }

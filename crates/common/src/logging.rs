@@ -1,0 +1,556 @@
+//! Log lines in the Elastic Common Schema, and the size-rotated log files.
+//!
+//! [`EcsLayer`] is the `tracing` layer that turns each event into one JSON
+//! line and writes it to stdout and, when `log.dir` is set, to [`LogFiles`]:
+//!
+//! ```text
+//! {"@timestamp":"2025-01-01T12:00:00.123456Z","log.level":"info","message":"message processed",
+//!  "ecs.version":"1.6.0","service.name":"chat","log.logger":"chat::exchange",
+//!  "trace.id":"4bf92f3577b34da6a3ce929d0e0e4736","span.id":"00f067aa0ba902b7",
+//!  "session_id":"…","message_length":5,"processing_time_ms":12,"http.request.method":"POST",...}
+//! ```
+//!
+//! - `trace.id` and `span.id` are those of the OpenTelemetry span current
+//!   when the event was emitted (see [`crate::trace_context`]).
+//! - The event's own fields come next, flat at the top level (ECS allows
+//!   custom top-level keys), then the fields of its enclosing spans, the
+//!   innermost winning; `otel.*` span fields are for the exporter only.
+//! - A field named `error` becomes `error.message` (the whole source chain
+//!   when it was recorded as an error value), and `error_type` `error.type`.
+//!
+//! [`RotatingFile`] appends whole lines and, when the next line would push the
+//! file past its size, shifts `x.log.(N-1)` to `x.log.N` … `x.log` to
+//! `x.log.1` (dropping what falls past `max_files`) and starts a new `x.log`.
+//! Each line is written with one `write` call and no user-space buffer, so a
+//! crash loses nothing already logged.
+
+use std::fmt::{self, Write as _};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use opentelemetry::trace::TraceContextExt;
+use serde_json::Value;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The ECS version the lines follow (the one the ecs-logging libraries use).
+const ECS_VERSION: &str = "1.6.0";
+
+/// The layer writing ECS JSON lines.
+pub struct EcsLayer {
+    service: &'static str,
+    stdout: bool,
+    files: Option<LogFiles>,
+}
+
+impl EcsLayer {
+    /// Lines of `service`, to stdout when `stdout` is true and to `files`.
+    pub fn new(service: &'static str, stdout: bool, files: Option<LogFiles>) -> Self {
+        Self {
+            service,
+            stdout,
+            files,
+        }
+    }
+
+    fn write(&self, level: Level, line: &[u8]) {
+        if self.stdout {
+            // Stdout is line-buffered: one whole line, flushed at its newline.
+            let _ = io::stdout().lock().write_all(line);
+        }
+        if let Some(files) = &self.files {
+            files.write(level, line);
+        }
+    }
+}
+
+impl<S> Layer<S> for EcsLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        span.extensions_mut().insert(SpanFields(fields));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        match extensions.get_mut::<SpanFields>() {
+            Some(SpanFields(fields)) => values.record(fields),
+            None => {
+                let mut fields = Fields::default();
+                values.record(&mut fields);
+                extensions.insert(SpanFields(fields));
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let mut line = EcsLine::start(self.service, meta, &mut fields);
+        line.trace_context();
+        line.fields(&fields, normalized.is_some());
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                if let Some(SpanFields(span_fields)) = span.extensions().get::<SpanFields>() {
+                    line.fields(span_fields, false);
+                }
+            }
+        }
+        self.write(*meta.level(), line.finish().as_bytes());
+    }
+}
+
+/// Fields recorded on a span, kept for the lines of events inside it.
+struct SpanFields(Fields);
+
+/// Field values in recording order; a field recorded again replaces its value.
+#[derive(Default)]
+struct Fields(Vec<(&'static str, Value)>);
+
+impl Fields {
+    fn put(&mut self, name: &'static str, value: Value) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        let at = self.0.iter().position(|(n, _)| *n == name)?;
+        Some(self.0.remove(at).1)
+    }
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field.name(), Value::from(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field.name(), Value::from(value));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field.name(), Value::from(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field.name(), Value::from(value));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field.name(), Value::from(value));
+    }
+
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        let value =
+            i64::try_from(value).map_or_else(|_| Value::from(value.to_string()), Value::from);
+        self.put(field.name(), value);
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        let value =
+            u64::try_from(value).map_or_else(|_| Value::from(value.to_string()), Value::from);
+        self.put(field.name(), value);
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let mut text = value.to_string();
+        let mut source = value.source();
+        while let Some(cause) = source {
+            let _ = write!(text, ": {cause}");
+            source = cause.source();
+        }
+        self.put(field.name(), Value::from(text));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field.name(), Value::from(format!("{value:?}")));
+    }
+}
+
+/// One JSON line being written: the ECS keys first, then fields, each key
+/// written once.
+struct EcsLine {
+    out: String,
+    written: Vec<&'static str>,
+}
+
+impl EcsLine {
+    fn start(service: &str, meta: &Metadata<'_>, fields: &mut Fields) -> Self {
+        let mut line = Self {
+            out: String::with_capacity(512),
+            written: Vec::new(),
+        };
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+        let _ = write!(line.out, "{{\"@timestamp\":\"{now}\"");
+        line.key("log.level", &Value::from(level_name(meta.level())));
+        let message = fields.take("message").unwrap_or_else(|| Value::from(""));
+        line.key("message", &message);
+        line.key("ecs.version", &Value::from(ECS_VERSION));
+        line.key("service.name", &Value::from(service));
+        line.key("log.logger", &Value::from(meta.target()));
+        if let Some(error) = fields.take("error") {
+            line.key("error.message", &error);
+        }
+        if let Some(kind) = fields.take("error_type") {
+            line.key("error.type", &kind);
+        }
+        line
+    }
+
+    /// `trace.id` and `span.id` of the current OpenTelemetry span, if any.
+    fn trace_context(&mut self) {
+        let ids = opentelemetry::Context::map_current(|cx| {
+            let span = cx.span();
+            let context = span.span_context();
+            context.is_valid().then(|| {
+                (
+                    context.trace_id().to_string(),
+                    context.span_id().to_string(),
+                )
+            })
+        });
+        if let Some((trace_id, span_id)) = ids {
+            self.key("trace.id", &Value::from(trace_id));
+            self.key("span.id", &Value::from(span_id));
+        }
+    }
+
+    /// Fields not written yet; `from_log` drops the `log.*` fields that
+    /// `tracing-log` adds to events of the `log` crate (they are normalized
+    /// into the metadata instead).
+    fn fields(&mut self, fields: &Fields, from_log: bool) {
+        for (name, value) in &fields.0 {
+            let skip = name.starts_with("otel.") || (from_log && name.starts_with("log."));
+            if !skip && !self.written.contains(name) {
+                self.key(name, value);
+            }
+        }
+    }
+
+    fn key(&mut self, name: &'static str, value: &Value) {
+        self.written.push(name);
+        self.out.push(',');
+        // A `&str` and a `Value` always serialize.
+        self.out
+            .push_str(&serde_json::to_string(name).unwrap_or_default());
+        self.out.push(':');
+        self.out
+            .push_str(&serde_json::to_string(value).unwrap_or_else(|_| "null".into()));
+    }
+
+    fn finish(mut self) -> String {
+        self.out.push_str("}\n");
+        self.out
+    }
+}
+
+fn level_name(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "error",
+        Level::WARN => "warn",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        Level::TRACE => "trace",
+    }
+}
+
+/// A service's two log files: `<service>.log` (every line) and
+/// `<service>.error.log` (ERROR lines only), both rotated by size.
+pub struct LogFiles {
+    all: RotatingFile,
+    errors: RotatingFile,
+}
+
+impl LogFiles {
+    /// Opens (creating `dir` if needed) the files of `service` in `dir`.
+    pub fn open(dir: &Path, service: &str, max_bytes: u64, max_files: usize) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        Ok(Self {
+            all: RotatingFile::open(dir.join(format!("{service}.log")), max_bytes, max_files)?,
+            errors: RotatingFile::open(
+                dir.join(format!("{service}.error.log")),
+                max_bytes,
+                max_files,
+            )?,
+        })
+    }
+
+    /// Writes one line (with its newline) of `level`. A failed write is
+    /// dropped: there is nowhere left to report it.
+    pub fn write(&self, level: Level, line: &[u8]) {
+        let _ = self.all.write_line(line);
+        if level == Level::ERROR {
+            let _ = self.errors.write_line(line);
+        }
+    }
+}
+
+/// A file of whole lines, rotated when it would grow past `max_bytes`.
+pub struct RotatingFile {
+    path: PathBuf,
+    max_bytes: u64,
+    max_files: usize,
+    open: Mutex<Option<OpenFile>>,
+}
+
+struct OpenFile {
+    file: File,
+    len: u64,
+}
+
+impl RotatingFile {
+    /// Opens `path` for appending; `max_files` rotated files are kept.
+    pub fn open(path: PathBuf, max_bytes: u64, max_files: usize) -> io::Result<Self> {
+        let open = OpenFile::append(&path)?;
+        Ok(Self {
+            path,
+            max_bytes,
+            max_files,
+            open: Mutex::new(Some(open)),
+        })
+    }
+
+    /// Appends `line`, rotating first if it would not fit. A line longer
+    /// than `max_bytes` gets a file of its own.
+    pub fn write_line(&self, line: &[u8]) -> io::Result<()> {
+        let mut open = self.lock();
+        let len = u64::try_from(line.len()).unwrap_or(u64::MAX);
+        let full = open
+            .as_ref()
+            .is_some_and(|f| f.len > 0 && f.len.saturating_add(len) > self.max_bytes);
+        if full {
+            *open = None;
+            self.rotate()?;
+        }
+        let file = match open.as_mut() {
+            Some(file) => file,
+            // After a failure the file is opened again on the next line.
+            None => open.insert(OpenFile::append(&self.path)?),
+        };
+        if let Err(error) = file.file.write_all(line) {
+            *open = None;
+            return Err(error);
+        }
+        file.len += len;
+        Ok(())
+    }
+
+    fn rotate(&self) -> io::Result<()> {
+        let numbered = |n: usize| {
+            let mut name = self.path.clone().into_os_string();
+            name.push(format!(".{n}"));
+            PathBuf::from(name)
+        };
+        for n in (1..self.max_files).rev() {
+            match fs::rename(numbered(n), numbered(n + 1)) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
+        if self.max_files == 0 {
+            return fs::remove_file(&self.path);
+        }
+        fs::rename(&self.path, numbered(1))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<OpenFile>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl OpenFile {
+    fn append(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Self { file, len })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn read_lines(path: &Path) -> Vec<serde_json::Value> {
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// Runs `body` under a subscriber with the ECS layer (files in `dir`,
+    /// nothing on stdout) and the OpenTelemetry layer, like a service.
+    fn with_ecs_logs(dir: &Path, max_bytes: u64, max_files: usize, body: impl FnOnce()) {
+        let files = LogFiles::open(dir, "svc", max_bytes, max_files).unwrap();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(EcsLayer::new("svc", false, Some(files)));
+        tracing::subscriber::with_default(subscriber, body);
+    }
+
+    #[test]
+    fn lines_carry_the_ecs_keys_and_flat_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        with_ecs_logs(dir.path(), 1 << 20, 5, || {
+            tracing::info!(addr = "127.0.0.1:1234", "listening");
+            let span = tracing::info_span!("request", url.path = "/chat", otel.kind = "server");
+            span.in_scope(|| {
+                tracing::info!(
+                    session_id = "s-1",
+                    message_length = 5_u64,
+                    "message processed"
+                );
+            });
+        });
+        let lines = read_lines(&dir.path().join("svc.log"));
+        assert_eq!(lines.len(), 2, "{lines:?}");
+
+        let listening = &lines[0];
+        assert_eq!(listening["message"], "listening");
+        assert_eq!(listening["addr"], "127.0.0.1:1234");
+        assert_eq!(listening["log.level"], "info");
+        assert_eq!(listening["service.name"], "svc");
+        assert_eq!(listening["ecs.version"], ECS_VERSION);
+        assert!(
+            listening["log.logger"]
+                .as_str()
+                .unwrap()
+                .contains("logging")
+        );
+        assert!(listening.get("trace.id").is_none(), "no span, no trace id");
+        let stamp = listening["@timestamp"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(stamp).is_ok(),
+            "{stamp}"
+        );
+        assert!(
+            stamp.ends_with('Z') && stamp.len() == 27,
+            "microseconds, UTC: {stamp}"
+        );
+
+        let processed = &lines[1];
+        assert_eq!(processed["session_id"], "s-1");
+        assert_eq!(processed["message_length"], 5);
+        assert_eq!(processed["url.path"], "/chat", "span fields are added");
+        assert!(processed.get("otel.kind").is_none());
+        let trace_id = processed["trace.id"].as_str().unwrap();
+        let span_id = processed["span.id"].as_str().unwrap();
+        assert_eq!(trace_id.len(), 32, "{trace_id}");
+        assert_eq!(span_id.len(), 16, "{span_id}");
+        assert!(trace_id.chars().all(|c| c.is_ascii_hexdigit()) && trace_id != "0".repeat(32));
+    }
+
+    #[test]
+    fn an_error_field_becomes_error_message_and_goes_to_the_error_file() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("query failed")]
+        struct Outer(#[source] io::Error);
+
+        let dir = tempfile::tempdir().unwrap();
+        with_ecs_logs(dir.path(), 1 << 20, 5, || {
+            tracing::warn!(error = "slow", "warned");
+            let error = Outer(io::Error::other("connection reset"));
+            tracing::error!(
+                error = &error as &dyn std::error::Error,
+                error_type = "DbError",
+                "write failed"
+            );
+        });
+        let errors = read_lines(&dir.path().join("svc.error.log"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0]["log.level"], "error");
+        assert_eq!(errors[0]["message"], "write failed");
+        assert_eq!(errors[0]["error.message"], "query failed: connection reset");
+        assert_eq!(errors[0]["error.type"], "DbError");
+        assert!(errors[0].get("error").is_none());
+        let all = read_lines(&dir.path().join("svc.log"));
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0]["error.message"], "slow");
+    }
+
+    #[test]
+    fn files_rotate_at_the_size_limit_and_the_error_file_holds_only_errors() {
+        const MAX: u64 = 1024;
+        let dir = tempfile::tempdir().unwrap();
+        with_ecs_logs(dir.path(), MAX, 2, || {
+            for i in 0..200 {
+                if i % 3 == 0 {
+                    tracing::error!(i, error = "boom", "failed {i}");
+                } else {
+                    tracing::info!(i, "line {i}");
+                }
+            }
+        });
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "svc.error.log",
+                "svc.error.log.1",
+                "svc.error.log.2",
+                "svc.log",
+                "svc.log.1",
+                "svc.log.2"
+            ],
+            "two rotated files kept per log"
+        );
+        for name in &names {
+            let text = fs::read_to_string(dir.path().join(name)).unwrap();
+            let len = u64::try_from(text.len()).unwrap();
+            assert!(len <= MAX, "{name} has {len} bytes");
+            assert!(text.ends_with('\n'), "{name} ends with a whole line");
+            if name.starts_with("svc.error.log") {
+                for line in read_lines(&dir.path().join(name)) {
+                    assert_eq!(line["log.level"], "error", "{name}: {line}");
+                }
+            }
+        }
+        // The newest lines are in the live file, the oldest kept ones in `.2`.
+        let newest = read_lines(&dir.path().join("svc.log"));
+        assert_eq!(newest.last().unwrap()["i"], 199);
+        let oldest = read_lines(&dir.path().join("svc.log.2"));
+        let current_first = newest[0]["i"].as_u64().unwrap();
+        assert!(oldest[0]["i"].as_u64().unwrap() < current_first);
+    }
+
+    #[test]
+    fn a_full_file_is_rotated_before_the_line_that_would_overflow_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let file = RotatingFile::open(path.clone(), 10, 1).unwrap();
+        file.write_line(b"12345\n").unwrap();
+        file.write_line(b"1234\n").unwrap(); // 11 bytes would pass 10: rotate
+        file.write_line(b"a very long line\n").unwrap(); // alone in its own file
+        file.write_line(b"z\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "z\n");
+        assert_eq!(
+            fs::read_to_string(dir.path().join("x.log.1")).unwrap(),
+            "a very long line\n"
+        );
+        assert!(!dir.path().join("x.log.2").exists(), "max_files = 1");
+    }
+}

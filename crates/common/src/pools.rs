@@ -1,0 +1,127 @@
+//! Connection pools for PostgreSQL and Redis, built one way for every service,
+//! and their usage metrics.
+//!
+//! Connections open lazily, and every wait (for a free connection, to
+//! connect, to recycle) is bounded by the configured timeout, so a dead
+//! dependency fails a request quickly instead of hanging it. Connections must
+//! be opened from the main runtime (see [`crate::server::MainRuntime`]).
+
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Meter;
+
+use crate::config::{DatabaseSettings, RedisSettings};
+
+/// A pool could not be built from the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolSetupError {
+    /// `database.url` is not a PostgreSQL URL.
+    #[error("database.url is not a valid PostgreSQL URL")]
+    PostgresUrl(#[source] tokio_postgres::Error),
+    /// The PostgreSQL pool could not be built.
+    #[error("the PostgreSQL pool could not be built")]
+    Postgres(#[from] deadpool_postgres::BuildError),
+    /// The Redis pool could not be built (usually a bad `redis.url`).
+    #[error("the Redis pool could not be built (check redis.url)")]
+    Redis(#[from] deadpool_redis::CreatePoolError),
+}
+
+/// A PostgreSQL pool.
+pub fn postgres(settings: &DatabaseSettings) -> Result<deadpool_postgres::Pool, PoolSetupError> {
+    use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+    let config: tokio_postgres::Config = settings
+        .url
+        .expose()
+        .parse()
+        .map_err(PoolSetupError::PostgresUrl)?;
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let wait = Duration::from_millis(settings.acquire_timeout_ms);
+    Ok(Pool::builder(manager)
+        .max_size(settings.pool_size.max(1))
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(wait))
+        .recycle_timeout(Some(wait))
+        .runtime(Runtime::Tokio1)
+        .build()?)
+}
+
+/// A Redis pool.
+pub fn redis(settings: &RedisSettings) -> Result<deadpool_redis::Pool, PoolSetupError> {
+    use deadpool_redis::{Config, PoolConfig, Runtime, Timeouts};
+    let timeout = Duration::from_millis(settings.timeout_ms);
+    let mut config = Config::from_url(settings.url.expose());
+    config.pool = Some(PoolConfig {
+        max_size: settings.pool_size.max(1),
+        timeouts: Timeouts {
+            wait: Some(timeout),
+            create: Some(timeout),
+            recycle: Some(timeout),
+        },
+        ..PoolConfig::default()
+    });
+    Ok(config.create_pool(Some(Runtime::Tokio1))?)
+}
+
+/// A pool's connections at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    /// Open connections.
+    pub size: usize,
+    /// Open and idle.
+    pub available: usize,
+    /// The most it may open.
+    pub max_size: usize,
+}
+
+/// Usage of a PostgreSQL pool.
+pub fn postgres_usage(pool: &deadpool_postgres::Pool) -> PoolUsage {
+    let s = pool.status();
+    PoolUsage {
+        size: s.size,
+        available: s.available,
+        max_size: s.max_size,
+    }
+}
+
+/// Usage of a Redis pool.
+pub fn redis_usage(pool: &deadpool_redis::Pool) -> PoolUsage {
+    let s = pool.status();
+    PoolUsage {
+        size: s.size,
+        available: s.available,
+        max_size: s.max_size,
+    }
+}
+
+/// Exports `chatbot_pool_connections{pool, state}` (`state` is `in_use`,
+/// `idle` or `max`) for a pool, read at each scrape.
+pub fn export_usage<F>(meter: &Meter, pool: &'static str, status: F)
+where
+    F: Fn() -> PoolUsage + Send + Sync + 'static,
+{
+    meter
+        .u64_observable_gauge("chatbot_pool_connections")
+        .with_description("Connections of a pool by state")
+        .with_callback(move |gauge| {
+            let s = status();
+            let in_use = s.size.saturating_sub(s.available);
+            for (state, value) in [
+                ("in_use", in_use),
+                ("idle", s.available),
+                ("max", s.max_size),
+            ] {
+                gauge.observe(
+                    u64::try_from(value).unwrap_or(u64::MAX),
+                    &[KeyValue::new("pool", pool), KeyValue::new("state", state)],
+                );
+            }
+        })
+        .build();
+}

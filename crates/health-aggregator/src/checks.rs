@@ -1,0 +1,398 @@
+//! The components the aggregator checks, one [`Check`] each.
+//!
+//! | component | required | how |
+//! |---|---|---|
+//! | `database` | yes | `SELECT 1` on a pooled PostgreSQL connection |
+//! | `redis` | yes | `PING` |
+//! | `ollama` | yes | `GET /api/tags` (never a generation); fails when the configured model is missing |
+//! | `n8n` | no | `GET n8n.health_url`, only when it is set |
+//! | `disk` | yes | free space of each `aggregator.disk_paths` entry against the thresholds |
+//! | `memory` | yes | `MemAvailable / MemTotal` from `/proc/meminfo` against the thresholds |
+//! | each service | yes | its `/readyz` |
+//!
+//! A check only observes; the poller times it, bounds it with the timeout and
+//! keeps the result.
+
+use std::path::PathBuf;
+
+use chatbot_common::error::ErrorChain;
+use chatbot_common::upstream::Upstream;
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+/// The outcome levels of the `application/health+json` draft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Healthy.
+    Pass,
+    /// Working, but past a warning threshold.
+    Warn,
+    /// Not usable.
+    Fail,
+}
+
+/// What one run of a check saw.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// The outcome.
+    pub level: Level,
+    /// A measured value (free space, available memory) with its unit; checks
+    /// of reachability report their duration instead, added by the poller.
+    pub value: Option<(&'static str, f64, &'static str)>,
+    /// Why it warned or failed, or a note (the model is present).
+    pub output: Option<String>,
+}
+
+impl Observation {
+    fn pass() -> Self {
+        Self {
+            level: Level::Pass,
+            value: None,
+            output: None,
+        }
+    }
+
+    fn fail(reason: impl Into<String>) -> Self {
+        Self {
+            level: Level::Fail,
+            value: None,
+            output: Some(reason.into()),
+        }
+    }
+
+    fn from_result(result: Result<(), String>) -> Self {
+        result.map_or_else(Self::fail, |()| Self::pass())
+    }
+}
+
+/// One component.
+pub trait Check: Send + Sync {
+    /// Component name, the key in the verdict.
+    fn name(&self) -> &str;
+    /// Whether its failure makes the verdict `ERROR` (else only `WARN`).
+    fn required(&self) -> bool;
+    /// The health+json `componentType`.
+    fn kind(&self) -> &'static str;
+    /// Looks once.
+    fn run(&self) -> BoxFuture<'_, Observation>;
+}
+
+/// PostgreSQL: `SELECT 1`.
+pub struct Database(pub deadpool_postgres::Pool);
+
+impl Check for Database {
+    fn name(&self) -> &str {
+        "database"
+    }
+    fn required(&self) -> bool {
+        true
+    }
+    fn kind(&self) -> &'static str {
+        "datastore"
+    }
+    fn run(&self) -> BoxFuture<'_, Observation> {
+        Box::pin(async move {
+            let result = async {
+                let client = self.0.get().await.map_err(|e| ErrorChain(&e).to_string())?;
+                client
+                    .execute("SELECT 1", &[])
+                    .await
+                    .map_err(|e| ErrorChain(&e).to_string())
+            };
+            Observation::from_result(result.await.map(|_| ()))
+        })
+    }
+}
+
+/// Redis: `PING`.
+pub struct Redis(pub deadpool_redis::Pool);
+
+impl Check for Redis {
+    fn name(&self) -> &str {
+        "redis"
+    }
+    fn required(&self) -> bool {
+        true
+    }
+    fn kind(&self) -> &'static str {
+        "datastore"
+    }
+    fn run(&self) -> BoxFuture<'_, Observation> {
+        Box::pin(async move {
+            let result = async {
+                let mut conn = self.0.get().await.map_err(|e| ErrorChain(&e).to_string())?;
+                deadpool_redis::redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map_err(|e| ErrorChain(&e).to_string())
+            };
+            Observation::from_result(result.await.map(|_| ()))
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Tags {
+    models: Vec<TaggedModel>,
+}
+
+#[derive(Deserialize)]
+struct TaggedModel {
+    name: String,
+}
+
+/// Ollama: `GET /api/tags`, and whether the configured model is there.
+pub struct Ollama {
+    /// The Ollama API.
+    pub upstream: Upstream,
+    /// `chat.model`.
+    pub model: String,
+}
+
+impl Ollama {
+    fn has_model(&self, tags: &Tags) -> bool {
+        let wanted = if self.model.contains(':') {
+            self.model.clone()
+        } else {
+            format!("{}:latest", self.model)
+        };
+        tags.models
+            .iter()
+            .any(|m| m.name == wanted || m.name == self.model)
+    }
+}
+
+impl Check for Ollama {
+    fn name(&self) -> &str {
+        "ollama"
+    }
+    fn required(&self) -> bool {
+        true
+    }
+    fn kind(&self) -> &'static str {
+        "system"
+    }
+    fn run(&self) -> BoxFuture<'_, Observation> {
+        Box::pin(async move {
+            let response = match self
+                .upstream
+                .client()
+                .get(self.upstream.url("/api/tags"))
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => r,
+                Ok(r) => return Observation::fail(format!("/api/tags answered {}", r.status())),
+                Err(e) => return Observation::fail(format!("unreachable: {}", ErrorChain(&e))),
+            };
+            match response.json::<Tags>().await {
+                Ok(tags) if self.has_model(&tags) => Observation {
+                    output: Some(format!("model '{}' is present", self.model)),
+                    ..Observation::pass()
+                },
+                Ok(_) => Observation::fail(format!(
+                    "model '{}' is not available; pull it with `ollama pull {}`",
+                    self.model, self.model
+                )),
+                Err(e) => Observation::fail(format!("unreadable /api/tags: {e}")),
+            }
+        })
+    }
+}
+
+/// An HTTP endpoint that answers 2xx when healthy: a service's `/readyz`, or
+/// n8n's health URL.
+pub struct Endpoint {
+    /// Component name.
+    pub name: String,
+    /// Whose endpoint.
+    pub upstream: Upstream,
+    /// The path to `GET`.
+    pub path: &'static str,
+    /// Required or optional.
+    pub required: bool,
+}
+
+impl Check for Endpoint {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn required(&self) -> bool {
+        self.required
+    }
+    fn kind(&self) -> &'static str {
+        "component"
+    }
+    fn run(&self) -> BoxFuture<'_, Observation> {
+        Box::pin(async move {
+            Observation::from_result(
+                match self
+                    .upstream
+                    .client()
+                    .get(self.upstream.url(self.path))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("{} answered {}", self.path, r.status())),
+                    Err(e) => Err(format!("unreachable: {}", ErrorChain(&e))),
+                },
+            )
+        })
+    }
+}
+
+/// Lower-is-worse thresholds, in percent.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Under this, warn.
+    pub warn: f64,
+    /// Under this, fail.
+    pub fail: f64,
+}
+
+impl Thresholds {
+    fn level(&self, percent: f64) -> Level {
+        if percent < self.fail {
+            Level::Fail
+        } else if percent < self.warn {
+            Level::Warn
+        } else {
+            Level::Pass
+        }
+    }
+}
+
+/// Free space of filesystems.
+pub struct Disk {
+    /// Paths on the filesystems to watch.
+    pub paths: Vec<PathBuf>,
+    /// Free-space thresholds.
+    pub thresholds: Thresholds,
+}
+
+/// Free space of the filesystem holding `path`, in percent of its size.
+pub fn free_percent(path: &std::path::Path) -> Result<f64, String> {
+    let stats = rustix::fs::statvfs(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if stats.f_blocks == 0 {
+        return Err(format!("{}: filesystem reports no blocks", path.display()));
+    }
+    // Blocks are counted in u64; percentages need no more precision than f64 has.
+    #[allow(clippy::cast_precision_loss)]
+    Ok(stats.f_bavail as f64 * 100.0 / stats.f_blocks as f64)
+}
+
+impl Check for Disk {
+    fn name(&self) -> &str {
+        "disk"
+    }
+    fn required(&self) -> bool {
+        true
+    }
+    fn kind(&self) -> &'static str {
+        "system"
+    }
+    fn run(&self) -> BoxFuture<'_, Observation> {
+        Box::pin(async move {
+            let mut worst: Option<(f64, String)> = None;
+            for path in &self.paths {
+                match free_percent(path) {
+                    Ok(free) if worst.as_ref().is_none_or(|(w, _)| free < *w) => {
+                        worst = Some((free, path.display().to_string()));
+                    }
+                    Ok(_) => {}
+                    Err(reason) => return Observation::fail(reason),
+                }
+            }
+            let Some((free, path)) = worst else {
+                return Observation::pass();
+            };
+            let level = self.thresholds.level(free);
+            Observation {
+                level,
+                value: Some(("free", free, "percent")),
+                output: (level != Level::Pass).then(|| format!("{path} has {free:.1}% free")),
+            }
+        })
+    }
+}
+
+/// Available memory.
+pub struct Memory {
+    /// Available-memory thresholds.
+    pub thresholds: Thresholds,
+}
+
+/// `MemAvailable / MemTotal` in percent, from `/proc/meminfo`.
+pub fn available_memory_percent() -> Result<f64, String> {
+    let meminfo =
+        std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .ok_or_else(|| format!("/proc/meminfo has no {name}"))
+    };
+    let total = field("MemTotal:")?;
+    Ok(field("MemAvailable:")? * 100.0 / total.max(1.0))
+}
+
+impl Check for Memory {
+    fn name(&self) -> &str {
+        "memory"
+    }
+    fn required(&self) -> bool {
+        true
+    }
+    fn kind(&self) -> &'static str {
+        "system"
+    }
+    fn run(&self) -> BoxFuture<'_, Observation> {
+        Box::pin(async move {
+            match available_memory_percent() {
+                Ok(available) => {
+                    let level = self.thresholds.level(available);
+                    Observation {
+                        level,
+                        value: Some(("available", available, "percent")),
+                        output: (level != Level::Pass)
+                            .then(|| format!("{available:.1}% of memory available")),
+                    }
+                }
+                Err(reason) => Observation::fail(reason),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_grade_lower_values_worse() {
+        let t = Thresholds {
+            warn: 20.0,
+            fail: 5.0,
+        };
+        assert_eq!(t.level(50.0), Level::Pass);
+        assert_eq!(t.level(10.0), Level::Warn);
+        assert_eq!(t.level(1.0), Level::Fail);
+    }
+
+    #[test]
+    fn system_readings_are_percentages() {
+        let disk = free_percent(std::path::Path::new("/")).unwrap_or(-1.0);
+        assert!((0.0..=100.0).contains(&disk), "{disk}");
+        let memory = available_memory_percent().unwrap_or(-1.0);
+        assert!((0.0..=100.0).contains(&memory), "{memory}");
+        assert!(free_percent(std::path::Path::new("/no/such/path")).is_err());
+    }
+}
