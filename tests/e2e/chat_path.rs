@@ -82,6 +82,19 @@ async fn a_conversation_through_the_gateway() {
         wait_for_status(&stack.http, &health, "OK").await["services"]["chat"]["status"],
         "OK"
     );
+    let (status, relayed) = send_json(
+        stack
+            .http
+            .get(format!("{}/health", stack.gateway.base_url())),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the gateway relays the verdict: {relayed}"
+    );
+    assert_eq!(relayed["status"], "OK");
+    assert_eq!(relayed["services"]["redis"]["status"], "OK");
     stack.sim.terminate();
     let (status, answer) = stack
         .chat(json!({"user_id": "e2e-user", "message": "are you there?"}))
@@ -101,6 +114,7 @@ async fn a_conversation_through_the_gateway() {
     );
     let verdict = wait_for_status(&stack.http, &health, "ERROR").await;
     assert_eq!(verdict["services"]["chat"]["status"], "ERROR");
+    assert_eq!(verdict["services"]["ollama"]["status"], "ERROR");
     assert_eq!(verdict["services"]["gateway"]["status"], "OK");
 }
 

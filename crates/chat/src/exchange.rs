@@ -48,6 +48,8 @@ pub struct Exchange {
     pub tasks: TaskTracker,
     /// Where that work runs (see [`MainRuntime`]).
     pub runtime: MainRuntime,
+    /// Log message and reply texts (`log.include_message_text`).
+    pub log_message_text: bool,
 }
 
 /// A validated, classified message with its context, ready for the LLM.
@@ -177,11 +179,7 @@ impl Exchange {
         }
         let outcome = result?;
         self.remember(&prepared, &outcome.reply).await;
-        tracing::info!(
-            message_id = %prepared.id, session_id = %prepared.session_id,
-            user_id = %prepared.user_id, message_length = prepared.message.chars().count(),
-            processing_time_ms = response_time_ms, "message processed"
-        );
+        self.log_processed(&prepared, &outcome.reply, response_time_ms);
         Ok(ChatResponse {
             session_id: prepared.session_id,
             message_id: prepared.id,
@@ -195,6 +193,23 @@ impl Exchange {
                 completion_tokens: outcome.completion_tokens,
             },
         })
+    }
+
+    /// One line per exchange; texts only with `log.include_message_text`.
+    fn log_processed(&self, prepared: &Prepared, reply: &str, response_time_ms: u64) {
+        let (message_text, reply_text) = if self.log_message_text {
+            (prepared.message.as_str(), reply)
+        } else {
+            ("", "")
+        };
+        tracing::info!(
+            message_id = %prepared.id, session_id = %prepared.session_id,
+            user_id = %prepared.user_id, message_length = prepared.message.chars().count(),
+            reply_length = reply.chars().count(), processing_time_ms = response_time_ms,
+            message_text = (!message_text.is_empty()).then_some(message_text),
+            reply_text = (!reply_text.is_empty()).then_some(reply_text),
+            "message processed"
+        );
     }
 
     async fn remember(&self, prepared: &Prepared, reply: &str) {

@@ -116,6 +116,7 @@ fn exchange(
         metrics,
         tasks: tasks.clone(),
         runtime,
+        log_message_text: settings.log.include_message_text,
     })
 }
 

@@ -18,7 +18,6 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!(error = %message, "chat stopped");
-            eprintln!("chat: {message}");
             ExitCode::FAILURE
         }
     }

@@ -225,6 +225,7 @@ impl RunningService {
             );
         }
         tracing::info!(service = name, "stopped");
+        telemetry::flush_traces();
         result
     }
 }

@@ -23,11 +23,7 @@ struct Answer {
 }
 
 async fn fetch(aggregator: Upstream) -> Answer {
-    let call = aggregator
-        .client()
-        .get(aggregator.url("/health"))
-        .send()
-        .await;
+    let call = aggregator.get("/health").send().await;
     let response = match call {
         Ok(response) => response,
         Err(error) => return unreachable(&error.to_string()),

@@ -174,13 +174,7 @@ impl Check for Ollama {
     }
     fn run(&self) -> BoxFuture<'_, Observation> {
         Box::pin(async move {
-            let response = match self
-                .upstream
-                .client()
-                .get(self.upstream.url("/api/tags"))
-                .send()
-                .await
-            {
+            let response = match self.upstream.get("/api/tags").send().await {
                 Ok(r) if r.status().is_success() => r,
                 Ok(r) => return Observation::fail(format!("/api/tags answered {}", r.status())),
                 Err(e) => return Observation::fail(format!("unreachable: {}", ErrorChain(&e))),
@@ -225,19 +219,11 @@ impl Check for Endpoint {
     }
     fn run(&self) -> BoxFuture<'_, Observation> {
         Box::pin(async move {
-            Observation::from_result(
-                match self
-                    .upstream
-                    .client()
-                    .get(self.upstream.url(self.path))
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("{} answered {}", self.path, r.status())),
-                    Err(e) => Err(format!("unreachable: {}", ErrorChain(&e))),
-                },
-            )
+            Observation::from_result(match self.upstream.get(self.path).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("{} answered {}", self.path, r.status())),
+                Err(e) => Err(format!("unreachable: {}", ErrorChain(&e))),
+            })
         })
     }
 }

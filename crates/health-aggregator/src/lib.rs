@@ -140,7 +140,7 @@ async fn all_metrics(state: web::Data<State>) -> HttpResponse {
 
 async fn scrape_all(services: Vec<(String, Upstream)>) -> String {
     let scrapes = services.into_iter().map(|(name, upstream)| async move {
-        let response = upstream.client().get(upstream.url("/metrics")).send().await;
+        let response = upstream.get("/metrics").send().await;
         let text = match response {
             Ok(r) if r.status().is_success() => r.text().await.ok(),
             _ => None,

@@ -211,3 +211,41 @@ async fn migrations_are_idempotent() {
         .collect();
     assert_eq!(versions, [1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reflects_llm_failures_seen_in_live_traffic() {
+    let stack = Stack::start().await;
+    let ready = || async {
+        let response = stack
+            .http
+            .get(format!("{}/readyz", stack.chat))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+    assert_eq!(ready().await.0, StatusCode::OK);
+    // Ollama still answers /api/version, but every generation fails.
+    stack
+        .sim
+        .sim()
+        .update_config(|c| c.error_rate = 1.0)
+        .unwrap();
+    for _ in 0..3 {
+        let (status, _) = stack
+            .send(json!({"user_id": "u", "message": "hello"}))
+            .await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+    }
+    let (status, report) = ready().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
+    let reason = report["checks"]["ollama"]["error"].as_str().unwrap();
+    assert!(reason.contains("last 3 calls failed"), "{reason}");
+    stack
+        .sim
+        .sim()
+        .update_config(|c| c.error_rate = 0.0)
+        .unwrap();
+    stack.say("u", "hello again", None).await;
+    assert_eq!(ready().await.0, StatusCode::OK, "one success clears it");
+}
