@@ -99,12 +99,13 @@ start_redis() {
   fail "Redis did not start; see $STATE/redis/redis.log"
 }
 
-# Starts a binary in the background; its JSON logs go to $STATE/logs/NAME.log.
+# Starts a binary in the background; its output goes to $STATE/logs/NAME.stdout
+# (the services also write rotated NAME.log and NAME.error.log there).
 launch() {
   local name=$1; shift
   pid_alive "$STATE/$name.pid" && return
   mkdir -p "$STATE/logs"
-  nohup env "$@" "$ROOT/target/$PROFILE/$name" >>"$STATE/logs/$name.log" 2>&1 &
+  nohup env "$@" "$ROOT/target/$PROFILE/$name" >>"$STATE/logs/$name.stdout" 2>&1 &
   echo $! >"$STATE/$name.pid"
 }
 
@@ -129,6 +130,8 @@ choose_llm() {
 start_services() {
   local common=(
     CHATBOT_CONFIG_DIR="$ROOT/config"
+    CHATBOT__LOG__DIR="$STATE/logs"
+    CHATBOT__GATEWAY__AGGREGATOR_URL="http://127.0.0.1:$AGGREGATOR_PORT"
     CHATBOT__DATABASE__URL="postgres://chatbot:chatbot@127.0.0.1:$PG_PORT/chatbot"
     CHATBOT__REDIS__URL="redis://127.0.0.1:$REDIS_PORT"
     CHATBOT__OLLAMA__URL="$LLM_URL"
@@ -158,11 +161,11 @@ wait_ready() {
   local name=$1 port=$2
   for _ in $(seq 120); do
     curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return
-    pid_alive "$STATE/$name.pid" || { tail -n 20 "$STATE/logs/$name.log" >&2; fail "$name exited"; }
+    pid_alive "$STATE/$name.pid" || { tail -n 20 "$STATE/logs/$name.stdout" >&2; fail "$name exited"; }
     sleep 0.5
   done
   curl -s "http://127.0.0.1:$port/readyz" >&2 || true
-  fail "$name is not ready after 60 s; see $STATE/logs/$name.log"
+  fail "$name is not ready after 60 s; see $STATE/logs/$name.stdout"
 }
 
 start_prometheus() {
@@ -179,7 +182,7 @@ start_prometheus() {
 launch_prometheus() {
   nohup prometheus --config.file="$STATE/prometheus/prometheus.yml" \
     --storage.tsdb.path="$STATE/prometheus/data" --web.listen-address="127.0.0.1:$PROM_PORT" \
-    >>"$STATE/logs/prometheus.log" 2>&1 &
+    >>"$STATE/logs/prometheus.stdout" 2>&1 &
   echo $! >"$STATE/prometheus.pid"
 }
 
@@ -198,13 +201,19 @@ demo() {
   say "The stored exchanges in PostgreSQL"
   "$(pg_bin)/psql" -h 127.0.0.1 -p "$PG_PORT" -U chatbot -d chatbot -c \
     "SELECT timestamp, user_id, type, urgency, response_time, left(reply, 50) AS reply FROM messages WHERE session_id = '$sid' ORDER BY timestamp"
+  say "The health verdict: GET $gw/health"
+  for _ in $(seq 50); do
+    [ "$(curl -s "$gw/health" | jq -r .status)" = OK ] && break
+    sleep 0.2
+  done
+  curl -s "$gw/health" | jq -c '{status, services: (.services | map_values(.status))}'
   say "The stack is running"
   cat <<EOT
   gateway      $gw  (try: curl -s $gw/api/sessions/$sid | jq .)
-  health       http://127.0.0.1:$AGGREGATOR_PORT/health
-  metrics      $gw/metrics  (every service has /metrics)
+  health       $gw/health  (the aggregator's verdict; also http://127.0.0.1:$AGGREGATOR_PORT/health)
+  metrics      $gw/metrics  (every service has /metrics; all of them: http://127.0.0.1:$AGGREGATOR_PORT/metrics/all)
   prometheus   http://127.0.0.1:$PROM_PORT
-  logs         $STATE/logs/
+  logs         $STATE/logs/  (SERVICE.log, SERVICE.error.log: ECS JSON lines, rotated at 10 MB)
   stop with    bash scripts/run-local.sh stop
 EOT
 }

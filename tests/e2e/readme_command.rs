@@ -57,6 +57,12 @@ fn run_local_shows_a_chat_and_stops_cleanly() {
         out.contains("(2 rows)"),
         "the stored rows are shown:\n{out}"
     );
+    assert!(
+        out.contains("{\"status\":\"OK\",\"services\":{"),
+        "the health verdict is shown:\n{out}"
+    );
+    let logs = std::path::Path::new(&state).join("logs");
+    assert!(logs.join("chat.log").exists() && logs.join("chat.error.log").exists());
     let stop_out = String::from_utf8_lossy(&stopped.stdout);
     assert!(stopped.status.success());
     for name in [
