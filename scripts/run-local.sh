@@ -13,7 +13,9 @@
 #   CHATBOT_STATE_DIR=/var/tmp/chatbot-local   data, logs and pid files
 #   CHATBOT_PG_PORT=55432  CHATBOT_REDIS_PORT=56379  CHATBOT_PROMETHEUS_PORT=9090
 #   CHATBOT_GATEWAY_PORT=3001 CHATBOT_CHAT_PORT=3002 CHATBOT_SESSION_PORT=3003
-#   CHATBOT_AGGREGATOR_PORT=3004
+#   CHATBOT_AGGREGATOR_PORT=3004 CHATBOT_ALERTMANAGER_PORT=9093
+#   CHATBOT_NODE_EXPORTER_PORT=9100 CHATBOT_PG_EXPORTER_PORT=9187
+#   CHATBOT_REDIS_EXPORTER_PORT=9121
 #   CHATBOT_OLLAMA_URL=http://127.0.0.1:11434   a real Ollama to use if it answers
 #   CHATBOT_PROFILE=debug (or release)          which build to run
 #   CHATBOT_SKIP_BUILD=1                        use the binaries already built
@@ -25,6 +27,10 @@ STATE=${CHATBOT_STATE_DIR:-/var/tmp/chatbot-local}
 PG_PORT=${CHATBOT_PG_PORT:-55432}
 REDIS_PORT=${CHATBOT_REDIS_PORT:-56379}
 PROM_PORT=${CHATBOT_PROMETHEUS_PORT:-9090}
+AM_PORT=${CHATBOT_ALERTMANAGER_PORT:-9093}
+NODE_EXPORTER_PORT=${CHATBOT_NODE_EXPORTER_PORT:-9100}
+PG_EXPORTER_PORT=${CHATBOT_PG_EXPORTER_PORT:-9187}
+REDIS_EXPORTER_PORT=${CHATBOT_REDIS_EXPORTER_PORT:-9121}
 GATEWAY_PORT=${CHATBOT_GATEWAY_PORT:-3001}
 CHAT_PORT=${CHATBOT_CHAT_PORT:-3002}
 SESSION_PORT=${CHATBOT_SESSION_PORT:-3003}
@@ -33,6 +39,7 @@ OLLAMA_URL=${CHATBOT_OLLAMA_URL:-http://127.0.0.1:11434}
 PROFILE=${CHATBOT_PROFILE:-debug}
 MODEL=${CHATBOT__CHAT__MODEL:-llama3.2:1b}
 SERVICES=(session chat gateway health-aggregator)
+MONITORS=(prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter prometheus-redis-exporter)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 fail() { printf '\033[31mrun-local: %s\033[0m\n' "$*" >&2; exit 1; }
@@ -42,7 +49,7 @@ as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 stop_all() {
-  for name in "${SERVICES[@]}" ollama-sim prometheus; do
+  for name in "${SERVICES[@]}" ollama-sim "${MONITORS[@]}"; do
     if pid_alive "$STATE/$name.pid"; then
       kill -TERM "$(cat "$STATE/$name.pid")" 2>/dev/null || true
       for _ in $(seq 50); do pid_alive "$STATE/$name.pid" || break; sleep 0.2; done
@@ -59,7 +66,7 @@ stop_all() {
 }
 
 status() {
-  for name in "${SERVICES[@]}" ollama-sim prometheus; do
+  for name in "${SERVICES[@]}" ollama-sim "${MONITORS[@]}"; do
     if pid_alive "$STATE/$name.pid"; then echo "$name: running (pid $(cat "$STATE/$name.pid"))"; else echo "$name: stopped"; fi
   done
 }
@@ -82,6 +89,7 @@ start_postgres() {
   local psql=("$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
   if [ -z "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = 'chatbot'")" ]; then
     "${psql[@]}" -c "CREATE ROLE chatbot LOGIN PASSWORD 'chatbot'"
+    "${psql[@]}" -c "GRANT pg_monitor TO chatbot"
   fi
   if [ -z "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'chatbot'")" ]; then
     "${psql[@]}" -c "CREATE DATABASE chatbot OWNER chatbot"
@@ -168,22 +176,38 @@ wait_ready() {
   fail "$name is not ready after 60 s; see $STATE/logs/$name.stdout"
 }
 
-start_prometheus() {
-  pid_alive "$STATE/prometheus.pid" && return
-  if port_busy "$PROM_PORT"; then echo "Prometheus: port $PROM_PORT is taken; not starting it (set CHATBOT_PROMETHEUS_PORT)"; return; fi
-  mkdir -p "$STATE/prometheus"
-  sed -e "s/127.0.0.1:3001/127.0.0.1:$GATEWAY_PORT/; s/127.0.0.1:3002/127.0.0.1:$CHAT_PORT/" \
-      -e "s/127.0.0.1:3003/127.0.0.1:$SESSION_PORT/; s/127.0.0.1:3004/127.0.0.1:$AGGREGATOR_PORT/" \
-      deploy/prometheus/prometheus.yml >"$STATE/prometheus/prometheus.yml"
-  say "Starting Prometheus on 127.0.0.1:$PROM_PORT"
-  launch_prometheus
+# Starts a monitoring program (Prometheus, Alertmanager, an exporter) unless
+# it runs already or its port is taken.
+monitor() {
+  local name=$1 port=$2; shift 2
+  pid_alive "$STATE/$name.pid" && return
+  if port_busy "$port"; then echo "$name: port $port is taken; not starting it"; return; fi
+  nohup env "$@" >>"$STATE/logs/$name.stdout" 2>&1 &
+  echo $! >"$STATE/$name.pid"
 }
 
-launch_prometheus() {
-  nohup prometheus --config.file="$STATE/prometheus/prometheus.yml" \
-    --storage.tsdb.path="$STATE/prometheus/data" --web.listen-address="127.0.0.1:$PROM_PORT" \
-    >>"$STATE/logs/prometheus.stdout" 2>&1 &
-  echo $! >"$STATE/prometheus.pid"
+start_monitoring() {
+  mkdir -p "$STATE/prometheus" "$STATE/alertmanager"
+  sed -e "s/127.0.0.1:3001/127.0.0.1:$GATEWAY_PORT/; s/127.0.0.1:3002/127.0.0.1:$CHAT_PORT/" \
+      -e "s/127.0.0.1:3003/127.0.0.1:$SESSION_PORT/; s/127.0.0.1:3004/127.0.0.1:$AGGREGATOR_PORT/" \
+      -e "s/127.0.0.1:9090/127.0.0.1:$PROM_PORT/; s/127.0.0.1:9093/127.0.0.1:$AM_PORT/" \
+      -e "s/127.0.0.1:9100/127.0.0.1:$NODE_EXPORTER_PORT/; s/127.0.0.1:9187/127.0.0.1:$PG_EXPORTER_PORT/" \
+      -e "s/127.0.0.1:9121/127.0.0.1:$REDIS_EXPORTER_PORT/; s#\.\./\.\./alerts/#$ROOT/alerts/#" \
+      deploy/prometheus/prometheus.yml >"$STATE/prometheus/prometheus.yml"
+  say "Starting Prometheus ($PROM_PORT), Alertmanager ($AM_PORT) and the node, PostgreSQL and Redis exporters"
+  monitor prometheus-node-exporter "$NODE_EXPORTER_PORT" \
+    prometheus-node-exporter --web.listen-address="127.0.0.1:$NODE_EXPORTER_PORT"
+  monitor prometheus-postgres-exporter "$PG_EXPORTER_PORT" \
+    DATA_SOURCE_NAME="postgresql://chatbot:chatbot@127.0.0.1:$PG_PORT/chatbot?sslmode=disable" \
+    prometheus-postgres-exporter --web.listen-address="127.0.0.1:$PG_EXPORTER_PORT"
+  monitor prometheus-redis-exporter "$REDIS_EXPORTER_PORT" \
+    prometheus-redis-exporter --web.listen-address="127.0.0.1:$REDIS_EXPORTER_PORT" --redis.addr="redis://127.0.0.1:$REDIS_PORT"
+  monitor prometheus-alertmanager "$AM_PORT" \
+    prometheus-alertmanager --config.file="$ROOT/deploy/alertmanager/local.yml" \
+    --storage.path="$STATE/alertmanager" --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address=
+  monitor prometheus "$PROM_PORT" \
+    prometheus --config.file="$STATE/prometheus/prometheus.yml" \
+    --storage.tsdb.path="$STATE/prometheus/data" --web.listen-address="127.0.0.1:$PROM_PORT"
 }
 
 demo() {
@@ -212,7 +236,7 @@ demo() {
   gateway      $gw  (try: curl -s $gw/api/sessions/$sid | jq .)
   health       $gw/health  (the aggregator's verdict; also http://127.0.0.1:$AGGREGATOR_PORT/health)
   metrics      $gw/metrics  (every service has /metrics; all of them: http://127.0.0.1:$AGGREGATOR_PORT/metrics/all)
-  prometheus   http://127.0.0.1:$PROM_PORT
+  prometheus   http://127.0.0.1:$PROM_PORT  (rules from alerts/; alerts at http://127.0.0.1:$AM_PORT)
   logs         $STATE/logs/  (SERVICE.log, SERVICE.error.log: ECS JSON lines, rotated at 10 MB)
   stop with    bash scripts/run-local.sh stop
 EOT
@@ -237,5 +261,5 @@ start_postgres
 start_redis
 choose_llm
 start_services
-start_prometheus
+start_monitoring
 demo

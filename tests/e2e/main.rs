@@ -8,6 +8,7 @@
 
 mod chat_path;
 mod metrics;
+mod monitoring;
 mod openapi_fuzz;
 mod readme_command;
 mod shutdown;
@@ -47,8 +48,15 @@ pub(crate) struct Stack {
 }
 
 impl Stack {
-    /// Starts everything in dependency order; `sim_args` go to the simulator.
+    /// Starts everything in dependency order on the shared Redis; `sim_env`
+    /// goes to the simulator.
     pub(crate) async fn start(sim_env: &[(&str, String)]) -> Self {
+        Self::start_on(&shared_redis().url(), sim_env).await
+    }
+
+    /// As [`Stack::start`], on the Redis at `redis_url` (a test that stops
+    /// Redis brings its own).
+    pub(crate) async fn start_on(redis_url: &str, sim_env: &[(&str, String)]) -> Self {
         let db_url = shared_postgres().fresh_database().await;
         let mut sim_vars = vec![("OLLAMA_SIM_PORT", "0".to_owned())];
         sim_vars.extend(sim_env.iter().cloned());
@@ -57,7 +65,7 @@ impl Stack {
             "session",
             &env(&[
                 ("CHATBOT__SESSION__SERVER__PORT", "0".into()),
-                ("CHATBOT__REDIS__URL", shared_redis().url()),
+                ("CHATBOT__REDIS__URL", redis_url.to_owned()),
                 ("CHATBOT__SESSION__KEY_PREFIX", fresh_prefix()),
             ]),
         )
@@ -98,7 +106,7 @@ impl Stack {
                 ),
                 ("CHATBOT__AGGREGATOR__INTERVAL_SECS", "1".into()),
                 ("CHATBOT__DATABASE__URL", db_url.clone()),
-                ("CHATBOT__REDIS__URL", shared_redis().url()),
+                ("CHATBOT__REDIS__URL", redis_url.to_owned()),
                 ("CHATBOT__OLLAMA__URL", sim.base_url()),
                 ("CHATBOT__AGGREGATOR__SERVICES__GATEWAY", gateway.base_url()),
                 ("CHATBOT__AGGREGATOR__SERVICES__CHAT", chat.base_url()),

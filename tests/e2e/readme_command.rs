@@ -19,6 +19,10 @@ fn run_local_shows_a_chat_and_stops_cleanly() {
         port("CHATBOT_CHAT_PORT"),
         port("CHATBOT_SESSION_PORT"),
         port("CHATBOT_AGGREGATOR_PORT"),
+        port("CHATBOT_ALERTMANAGER_PORT"),
+        port("CHATBOT_NODE_EXPORTER_PORT"),
+        port("CHATBOT_PG_EXPORTER_PORT"),
+        port("CHATBOT_REDIS_EXPORTER_PORT"),
         (
             "CHATBOT_OLLAMA_URL".into(),
             format!("http://127.0.0.1:{}", free_port()),
@@ -71,6 +75,11 @@ fn run_local_shows_a_chat_and_stops_cleanly() {
         "session",
         "health-aggregator",
         "ollama-sim",
+        "prometheus",
+        "prometheus-alertmanager",
+        "prometheus-node-exporter",
+        "prometheus-postgres-exporter",
+        "prometheus-redis-exporter",
         "redis",
         "postgresql",
     ] {

@@ -8,6 +8,7 @@
 //! * [`process`]: [`ServiceProcess`], a service binary run as a real process
 //!   whose logs are captured, and [`free_port`].
 //! * [`app`]: settings for in-process services on port 0, and starting them.
+//! * [`external`]: third-party servers (Prometheus, exporters) run for a test.
 //! * [`n8n`]: [`N8nStandIn`], an HTTP receiver standing in for n8n's webhook
 //!   and health endpoint.
 //!
@@ -18,6 +19,7 @@
 //! small detached shell watchdog that waits for the test process to exit.
 
 pub mod app;
+pub mod external;
 pub mod n8n;
 pub mod postgres;
 pub mod process;
