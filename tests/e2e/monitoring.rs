@@ -38,7 +38,8 @@ fn rules_without_delays(dir: &Path) -> PathBuf {
 
 /// The shipped Prometheus configuration, pointed at this test's ports.
 fn prometheus_config(stack: &Stack, ports: &Ports, rules: &Path) -> String {
-    let shipped = std::fs::read_to_string(repo_root().join("deploy/prometheus/prometheus.yml")).unwrap();
+    let shipped =
+        std::fs::read_to_string(repo_root().join("deploy/prometheus/prometheus.yml")).unwrap();
     let moves = [
         ("15s", "1s".to_owned()),
         ("../../alerts/*.yml", format!("{}/*.yml", rules.display())),
@@ -49,10 +50,15 @@ fn prometheus_config(stack: &Stack, ports: &Ports, rules: &Path) -> String {
         ("127.0.0.1:9187", format!("127.0.0.1:{}", ports.postgres)),
         ("127.0.0.1:9121", format!("127.0.0.1:{}", ports.redis)),
         ("127.0.0.1:9100", format!("127.0.0.1:{}", ports.node)),
-        ("127.0.0.1:9093", format!("127.0.0.1:{}", ports.alertmanager)),
+        (
+            "127.0.0.1:9093",
+            format!("127.0.0.1:{}", ports.alertmanager),
+        ),
         ("127.0.0.1:9090", format!("127.0.0.1:{}", ports.prometheus)),
     ];
-    moves.iter().fold(shipped, |text, (from, to)| text.replace(from, to))
+    moves
+        .iter()
+        .fold(shipped, |text, (from, to)| text.replace(from, to))
 }
 
 struct Ports {
@@ -82,18 +88,30 @@ fn start_monitoring(stack: &Stack, redis: &TestRedis, n8n: &N8nStandIn, dir: &Pa
         External::spawn(
             "prometheus-postgres-exporter",
             &[listen(ports.postgres)],
-            &[("DATA_SOURCE_NAME", format!("{}?sslmode=disable", stack.db_url))],
+            &[(
+                "DATA_SOURCE_NAME",
+                format!("{}?sslmode=disable", stack.db_url),
+            )],
             ports.postgres,
             "/metrics",
         ),
         External::spawn(
             "prometheus-redis-exporter",
-            &[listen(ports.redis), format!("--redis.addr=redis://127.0.0.1:{}", redis.port())],
+            &[
+                listen(ports.redis),
+                format!("--redis.addr=redis://127.0.0.1:{}", redis.port()),
+            ],
             &[],
             ports.redis,
             "/metrics",
         ),
-        External::spawn("prometheus-node-exporter", &[listen(ports.node)], &[], ports.node, "/metrics"),
+        External::spawn(
+            "prometheus-node-exporter",
+            &[listen(ports.node)],
+            &[],
+            ports.node,
+            "/metrics",
+        ),
     ];
     let am_config = dir.join("alertmanager.yml");
     std::fs::write(
@@ -141,25 +159,45 @@ fn start_monitoring(stack: &Stack, redis: &TestRedis, n8n: &N8nStandIn, dir: &Pa
 /// Chats, some rejected, some failing in the LLM.
 async fn drive_traffic(stack: &Stack) {
     for i in 0..12 {
-        let (status, _) = stack.chat(json!({"user_id": format!("load-{i}"), "message": "How do I reset my password?"})).await;
+        let (status, _) = stack
+            .chat(json!({"user_id": format!("load-{i}"), "message": "How do I reset my password?"}))
+            .await;
         assert_eq!(status, 200);
     }
     stack.chat(json!({"user_id": "bad", "message": ""})).await;
     let sim = format!("{}/_sim/config", stack.sim.base_url());
-    stack.http.put(&sim).json(&json!({"error_rate": 1.0})).send().await.unwrap();
+    stack
+        .http
+        .put(&sim)
+        .json(&json!({"error_rate": 1.0}))
+        .send()
+        .await
+        .unwrap();
     for _ in 0..3 {
-        let (status, _) = stack.chat(json!({"user_id": "unlucky", "message": "hello"})).await;
+        let (status, _) = stack
+            .chat(json!({"user_id": "unlucky", "message": "hello"}))
+            .await;
         assert_eq!(status, 502);
     }
-    stack.http.put(&sim).json(&json!({"error_rate": 0.0})).send().await.unwrap();
-    stack.chat(json!({"user_id": "load-0", "message": "stream please", "stream": true})).await;
+    stack
+        .http
+        .put(&sim)
+        .json(&json!({"error_rate": 0.0}))
+        .send()
+        .await
+        .unwrap();
+    stack
+        .chat(json!({"user_id": "load-0", "message": "stream please", "stream": true}))
+        .await;
 }
 
 /// Percent-encodes a query parameter.
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -177,13 +215,19 @@ async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Result<V
     if answer["status"] != "success" {
         return Err(format!("{expr}: {answer}"));
     }
-    Ok(answer["data"]["result"].as_array().cloned().unwrap_or_default())
+    Ok(answer["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
 }
 
 /// Waits until `expr` returns data (rules need a few evaluations).
 async fn wait_for_data(http: &reqwest::Client, prometheus: &str, expr: &str) {
     for _ in 0..60 {
-        if query(http, prometheus, expr).await.is_ok_and(|r| !r.is_empty()) {
+        if query(http, prometheus, expr)
+            .await
+            .is_ok_and(|r| !r.is_empty())
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -197,8 +241,17 @@ fn dashboard_queries() -> Vec<String> {
         .arg("--print-queries")
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,19 +265,42 @@ async fn prometheus_evaluates_every_rule_and_dashboard_and_alerts_reach_alertman
     let prometheus = monitoring.prometheus.base_url();
     let http = &stack.http;
 
+    // Counters appear with their first increment, and rate() ignores a
+    // series' first sample: traffic once, a few scrapes, then traffic again.
+    wait_for_data(http, &prometheus, "count(up{job=\"chatbot\"} == 1) == 4").await;
+    drive_traffic(&stack).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     drive_traffic(&stack).await;
     wait_for_data(http, &prometheus, "chatbot:messages:per_minute").await;
     wait_for_data(http, &prometheus, "chatbot:errors:ratio_rate5m > 0").await;
     wait_for_data(http, &prometheus, "chatbot_active_sessions").await;
 
-    let rules: Value = http.get(format!("{prometheus}/api/v1/rules")).send().await.unwrap().json().await.unwrap();
+    let rules: Value = http
+        .get(format!("{prometheus}/api/v1/rules"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let mut problems = Vec::new();
     let mut count = 0;
-    for rule in rules["data"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()) {
+    for rule in rules["data"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+    {
         count += 1;
-        let (name, expr) = (rule["name"].as_str().unwrap(), rule["query"].as_str().unwrap());
+        let (name, expr) = (
+            rule["name"].as_str().unwrap(),
+            rule["query"].as_str().unwrap(),
+        );
         if rule["health"] != "ok" {
-            problems.push(format!("{name}: health {} {}", rule["health"], rule["lastError"]));
+            problems.push(format!(
+                "{name}: health {} {}",
+                rule["health"], rule["lastError"]
+            ));
         }
         match query(http, &prometheus, expr).await {
             Err(e) => problems.push(format!("{name}: {e}")),
@@ -238,20 +314,35 @@ async fn prometheus_evaluates_every_rule_and_dashboard_and_alerts_reach_alertman
     for expr in dashboard_queries() {
         match query(http, &prometheus, &expr).await {
             Err(e) => problems.push(format!("dashboard: {e}")),
-            Ok(result) if result.is_empty() => problems.push(format!("dashboard query returned no data: {expr}")),
+            Ok(result) if result.is_empty() => {
+                problems.push(format!("dashboard query returned no data: {expr}"))
+            }
             Ok(_) => {}
         }
     }
-    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 
     redis.stop();
     let alertmanager = monitoring.alertmanager.base_url();
     let mut seen = Value::Null;
     for _ in 0..120 {
-        seen = http.get(format!("{alertmanager}/api/v2/alerts")).send().await.unwrap().json().await.unwrap();
-        let reached = seen.as_array().unwrap().iter().any(|a| {
-            a["labels"]["component"] == "redis" && a["labels"]["severity"] == "critical"
-        });
+        seen = http
+            .get(format!("{alertmanager}/api/v2/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let reached =
+            seen.as_array().unwrap().iter().any(|a| {
+                a["labels"]["component"] == "redis" && a["labels"]["severity"] == "critical"
+            });
         if reached {
             break;
         }
@@ -263,10 +354,25 @@ async fn prometheus_evaluates_every_rule_and_dashboard_and_alerts_reach_alertman
         .iter()
         .find(|a| a["labels"]["component"] == "redis" && a["labels"]["severity"] == "critical")
         .unwrap_or_else(|| panic!("no critical redis alert reached Alertmanager: {seen}"));
-    let name = redis_alert["labels"]["alertname"].as_str().unwrap().to_owned();
-    let delivered = n8n.wait_for(1, Duration::from_secs(15)).await;
+    let name = redis_alert["labels"]["alertname"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let names_it = |d: &Value| {
+        d["alerts"]
+            .as_array()
+            .is_some_and(|alerts| alerts.iter().any(|a| a["labels"]["alertname"] == name))
+    };
+    let mut delivered = Vec::new();
+    for _ in 0..60 {
+        delivered = n8n.received();
+        if delivered.iter().any(names_it) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     assert!(
-        delivered.iter().any(|d| d["alerts"].as_array().is_some_and(|alerts| alerts.iter().any(|a| a["labels"]["alertname"] == name))),
+        delivered.iter().any(names_it),
         "Alertmanager delivered {name} to its receiver: {delivered:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -312,19 +418,49 @@ fn rules_pass_promtool_checks_and_unit_tests() {
     args.extend(tests.iter().map(String::as_str));
     tool("promtool", &args);
     tool("bash", &["alerts/check-runbooks.sh"]);
-    tool("promtool", &["check", "config", "deploy/prometheus/prometheus.yml"]);
+    tool(
+        "promtool",
+        &["check", "config", "deploy/prometheus/prometheus.yml"],
+    );
 }
 
 #[test]
 fn alertmanager_routes_critical_to_pagerduty_and_warnings_to_slack() {
     let config = "--config.file=deploy/alertmanager/alertmanager.yml";
-    tool("amtool", &["check-config", "deploy/alertmanager/alertmanager.yml"]);
-    let critical = tool("amtool", &["config", "routes", "test", config, "severity=critical", "alertname=ServiceDown"]);
+    tool(
+        "amtool",
+        &["check-config", "deploy/alertmanager/alertmanager.yml"],
+    );
+    let critical = tool(
+        "amtool",
+        &[
+            "config",
+            "routes",
+            "test",
+            config,
+            "severity=critical",
+            "alertname=ServiceDown",
+        ],
+    );
     assert_eq!(critical.trim(), "pagerduty-emergency");
-    let warning = tool("amtool", &["config", "routes", "test", config, "severity=warning", "alertname=HighResponseTime"]);
+    let warning = tool(
+        "amtool",
+        &[
+            "config",
+            "routes",
+            "test",
+            config,
+            "severity=warning",
+            "alertname=HighResponseTime",
+        ],
+    );
     assert_eq!(warning.trim(), "slack-notifications");
-    let shipped = std::fs::read_to_string(repo_root().join("deploy/alertmanager/alertmanager.yml")).unwrap();
-    assert!(!shipped.contains("hooks.slack.com"), "no webhook URL is committed");
+    let shipped =
+        std::fs::read_to_string(repo_root().join("deploy/alertmanager/alertmanager.yml")).unwrap();
+    assert!(
+        !shipped.contains("hooks.slack.com"),
+        "no webhook URL is committed"
+    );
     assert!(shipped.contains("routing_key_file:") && shipped.contains("slack_api_url_file:"));
 }
 

@@ -50,7 +50,10 @@ impl External {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("{} was not ready on port {} within 30 s", self.name, self.port);
+        panic!(
+            "{} was not ready on port {} within 30 s",
+            self.name, self.port
+        );
     }
 
     /// `http://127.0.0.1:PORT`.
