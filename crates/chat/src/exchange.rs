@@ -7,7 +7,7 @@
 //! to the session and escalates urgent messages.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chatbot_common::api::{ChatRequest, ChatResponse, MessageType, Role, Turn, Urgency, Usage};
 use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
@@ -233,12 +233,19 @@ impl Exchange {
 
     /// Runs prepare-to-finish for a non-streamed request in a tracked task,
     /// so the exchange is stored even if the client hangs up.
-    pub async fn run(self: Arc<Self>, prepared: Prepared) -> Result<ChatResponse, ApiError> {
+    /// Also returns how long the LLM call took, so the gateway can tell the
+    /// service's own overhead from the time spent waiting on the model.
+    pub async fn run(
+        self: Arc<Self>,
+        prepared: Prepared,
+    ) -> Result<(ChatResponse, Duration), ApiError> {
         let this = self.clone();
         let task = self.tasks.spawn_on(
             async move {
+                let started = Instant::now();
                 let result = this.generate(&prepared, |_| {}).await;
-                this.finish(prepared, result).await
+                let llm_time = started.elapsed();
+                this.finish(prepared, result).await.map(|r| (r, llm_time))
             }
             .instrument(tracing::Span::current()),
             self.runtime.handle(),

@@ -53,14 +53,36 @@ async fn chat(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let request: ChatRequest = read_json(&req, body, state.max_body_bytes).await?;
-    let streamed = request.stream;
-    let prepared = state.exchange.prepare(request, started).await?;
-    if streamed {
-        stream(state.exchange.clone(), prepared).await
-    } else {
-        let response = state.exchange.clone().run(prepared).await?;
-        Ok(HttpResponse::Ok().json(response))
+    let exchange = state.exchange.clone();
+    let runtime = exchange.runtime.clone();
+    // Session calls, the LLM and the database run on the main runtime (see
+    // `MainRuntime`); this worker only reads the request and writes the answer.
+    if request.stream {
+        let preparing = exchange.clone();
+        let prepared = runtime
+            .run(async move { preparing.prepare(request, started).await })
+            .await?;
+        return stream(exchange, prepared).await;
     }
+    let (response, llm_time) = runtime
+        .run(async move {
+            let prepared = exchange.prepare(request, started).await?;
+            exchange.run(prepared).await
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(llm_wait_header(llm_time))
+        .json(response))
+}
+
+/// How long the LLM kept this request waiting: the whole call for a JSON
+/// answer, the wait for the first token for a stream. The gateway subtracts
+/// it to measure what the services themselves add.
+fn llm_wait_header(wait: std::time::Duration) -> (&'static str, String) {
+    (
+        chatbot_common::upstream::LLM_WAIT_HEADER,
+        wait.as_micros().to_string(),
+    )
 }
 
 enum Event {
@@ -99,9 +121,11 @@ async fn stream(exchange: Arc<Exchange>, prepared: Prepared) -> Result<HttpRespo
         };
         let _ = tx.send(last);
     };
-    exchange
-        .tasks
-        .spawn(exchange_task.instrument(tracing::Span::current()));
+    exchange.tasks.spawn_on(
+        exchange_task.instrument(tracing::Span::current()),
+        exchange.runtime.handle(),
+    );
+    let waiting = Instant::now();
     let first = match rx.recv().await {
         Some(Event::Failed(error)) => return Err(error),
         Some(event) => event,
@@ -117,6 +141,7 @@ async fn stream(exchange: Arc<Exchange>, prepared: Prepared) -> Result<HttpRespo
         .chain(rest)
         .map(|event| Ok::<_, Infallible>(event.to_sse()));
     Ok(HttpResponse::Ok()
+        .insert_header(llm_wait_header(waiting.elapsed()))
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))

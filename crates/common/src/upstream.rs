@@ -128,11 +128,23 @@ impl Upstream {
     }
 }
 
+/// Response header in which chat reports how long the LLM kept a request
+/// waiting, in microseconds (the whole call, or the first token of a stream).
+pub const LLM_WAIT_HEADER: &str = "x-chatbot-llm-wait-us";
+
+fn llm_wait(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(LLM_WAIT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_micros)
+}
+
 /// A successful upstream answer, ready to relay to our client.
 #[derive(Debug)]
 pub enum Relayed {
-    /// A whole body (JSON, or empty for 204).
-    Whole(StatusCode, bytes::Bytes),
+    /// A whole body (JSON, or empty for 204), and the LLM wait it reported.
+    Whole(StatusCode, bytes::Bytes, Option<Duration>),
     /// A server-sent event stream, relayed as it arrives.
     Events(reqwest::Response),
 }
@@ -155,21 +167,30 @@ impl Upstream {
         if is_stream {
             return Ok(Relayed::Events(response));
         }
+        let waited = llm_wait(response.headers());
         let body = response
             .bytes()
             .await
             .map_err(|e| self.transport_error(&e))?;
-        Ok(Relayed::Whole(status, body))
+        Ok(Relayed::Whole(status, body, waited))
     }
 }
 
 impl Relayed {
+    /// How long the LLM kept the upstream waiting, when it said.
+    pub fn llm_wait(&self) -> Option<Duration> {
+        match self {
+            Self::Whole(_, _, waited) => *waited,
+            Self::Events(response) => llm_wait(response.headers()),
+        }
+    }
+
     /// The response to send to our client. If an upstream stream breaks, the
     /// client gets a final `error` event instead of a silently cut reply.
     pub fn into_response(self) -> HttpResponse {
         match self {
-            Self::Whole(status, body) if body.is_empty() => HttpResponse::build(status).finish(),
-            Self::Whole(status, body) => HttpResponse::build(status)
+            Self::Whole(status, body, _) if body.is_empty() => HttpResponse::build(status).finish(),
+            Self::Whole(status, body, _) => HttpResponse::build(status)
                 .content_type("application/json")
                 .body(body),
             Self::Events(response) => HttpResponse::Ok()

@@ -7,6 +7,7 @@
 
 pub mod health;
 pub mod openapi;
+pub mod overhead;
 pub mod routes;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
         session: Upstream::new("session", &gw.session_url, client.clone()),
         aggregator: Upstream::new("health-aggregator", &gw.aggregator_url, client),
         health_details: gw.health_details,
+        overhead: overhead::Overhead::new(&chatbot_common::telemetry::init_metrics("gateway")),
         max_body_bytes: gw.max_body_bytes,
         max_message_chars: settings.chat.max_message_chars,
         upstream_timeout: Duration::from_secs(gw.upstream_timeout_secs),

@@ -10,7 +10,7 @@
 //! through unchanged, and an unreachable or slow upstream becomes 503 or 504.
 //! Upstream calls run on the main runtime (see [`MainRuntime`]).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chatbot_common::api::{ChatRequest, parse_session_id};
@@ -38,6 +38,8 @@ pub struct State {
     pub aggregator: Upstream,
     /// Whether `/health` shows per-component details.
     pub health_details: bool,
+    /// What the service adds to chat requests.
+    pub overhead: crate::overhead::Overhead,
 }
 
 /// Registers the routes.
@@ -57,6 +59,7 @@ async fn chat(
     body: web::Payload,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
     let request: ChatRequest = read_json(&req, body, state.max_body_bytes).await?;
     request.validate(state.max_message_chars)?;
     let mut call = state.chat.post("/chat").json(&request);
@@ -68,7 +71,12 @@ async fn chat(
         .runtime
         .run(async move { chat.forward(call).await })
         .await?;
-    Ok(relayed.into_response())
+    let waited = relayed.llm_wait();
+    let mut response = relayed.into_response();
+    state
+        .overhead
+        .finish(&mut response, started, waited, request.stream);
+    Ok(response)
 }
 
 async fn session_call(

@@ -13,7 +13,7 @@ use test_support::{fresh_prefix, shared_redis};
 struct Gateway {
     url: String,
     http: reqwest::Client,
-    _sim: ollama_sim::SimServer,
+    sim: ollama_sim::SimServer,
 }
 
 impl Gateway {
@@ -35,7 +35,7 @@ impl Gateway {
         Self {
             url: serve(gateway::build(&s).unwrap()),
             http: reqwest::Client::new(),
-            _sim: sim,
+            sim,
         }
     }
 
@@ -245,4 +245,42 @@ async fn health_without_an_aggregator_is_a_503_verdict() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ERROR");
     assert!(body.get("services").is_none(), "details are off: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_reports_its_overhead_without_the_llm_time() {
+    let gw = Gateway::start(|_| {}).await;
+    gw.sim.sim().update_config(|c| c.first_token_ms = 300).unwrap();
+    let overhead = |response: &reqwest::Response| -> f64 {
+        let header = response.headers()["x-chatbot-overhead-ms"].to_str().unwrap();
+        header.parse().unwrap()
+    };
+    let started = std::time::Instant::now();
+    let response = gw
+        .http
+        .post(format!("{}/api/chat", gw.url))
+        .json(&json!({"user_id": "o", "message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    let total_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let json_overhead = overhead(&response);
+    assert!(total_ms >= 300.0, "the LLM took 300 ms");
+    assert!(
+        (0.0..total_ms - 300.0).contains(&json_overhead),
+        "the overhead {json_overhead} ms excludes the LLM's 300 ms of {total_ms} ms"
+    );
+    let streamed = gw
+        .http
+        .post(format!("{}/api/chat", gw.url))
+        .json(&json!({"user_id": "o", "message": "hello", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(overhead(&streamed) >= 0.0);
+    let metrics = gw.http.get(format!("{}/metrics", gw.url)).send().await.unwrap().text().await.unwrap();
+    for mode in ["json", "stream"] {
+        let line = format!("chatbot_gateway_overhead_seconds_count{{mode=\"{mode}\"}}");
+        assert!(metrics.lines().any(|l| l.starts_with(&line)), "{line}");
+    }
 }
