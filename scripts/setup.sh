@@ -43,6 +43,12 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 if [ "${1:-}" = "--test" ]; then
+  # shellcheck disable=SC1091
+  [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+  if ! command -v oha >/dev/null 2>&1; then
+    say "Installing the oha load generator (the benchmark's smoke test uses it)"
+    cargo install --locked oha --version 1.16.0
+  fi
   VENV=${CHATBOT_TEST_VENV:-.venv}
   PY=$(command -v python3)
   if ! "$VENV/bin/python" -c 'import ollama, schemathesis' >/dev/null 2>&1; then

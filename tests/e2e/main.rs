@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bench_smoke;
 mod chat_path;
 mod metrics;
 mod monitoring;

@@ -250,9 +250,14 @@ async fn health_without_an_aggregator_is_a_503_verdict() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_reports_its_overhead_without_the_llm_time() {
     let gw = Gateway::start(|_| {}).await;
-    gw.sim.sim().update_config(|c| c.first_token_ms = 300).unwrap();
+    gw.sim
+        .sim()
+        .update_config(|c| c.first_token_ms = 300)
+        .unwrap();
     let overhead = |response: &reqwest::Response| -> f64 {
-        let header = response.headers()["x-chatbot-overhead-ms"].to_str().unwrap();
+        let header = response.headers()["x-chatbot-overhead-ms"]
+            .to_str()
+            .unwrap();
         header.parse().unwrap()
     };
     let started = std::time::Instant::now();
@@ -278,7 +283,15 @@ async fn the_gateway_reports_its_overhead_without_the_llm_time() {
         .await
         .unwrap();
     assert!(overhead(&streamed) >= 0.0);
-    let metrics = gw.http.get(format!("{}/metrics", gw.url)).send().await.unwrap().text().await.unwrap();
+    let metrics = gw
+        .http
+        .get(format!("{}/metrics", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for mode in ["json", "stream"] {
         let line = format!("chatbot_gateway_overhead_seconds_count{{mode=\"{mode}\"}}");
         assert!(metrics.lines().any(|l| l.starts_with(&line)), "{line}");

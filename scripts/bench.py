@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Load benchmark of the chatbot stack (run it through scripts/bench.sh).
+
+Starts a throwaway PostgreSQL and Redis, the Ollama simulator and the four
+services (release build, persistence and full observability on: info logs,
+metrics, traces), then drives them with oha at a constant arrival rate with
+latency correction, so waiting is not hidden:
+
+  floor      the simulator alone (POST /api/chat, not streamed)
+  chat       the full path through the gateway, not streamed
+  stream     the full path, streamed (whole stream timed; the time-to-first-
+             token overhead comes from the gateway's own overhead histogram)
+  health     GET /health on the gateway
+  search     rising rates until errors appear or p99 overhead passes 10 ms
+
+Overhead = full path minus floor, per percentile, at the same rate. CPU and
+resident memory per service are read from /proc during the main chat run.
+Writes results.json and results.md into --out. Python 3 standard library only.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ["session", "chat", "gateway", "health-aggregator"]
+MODEL = "llama3.2:1b"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if 200 <= r.status < 300:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"bench: {url} did not answer within {timeout} s")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+class Stack:
+    """The stack's processes, started on free ports in a temporary directory."""
+
+    def __init__(self, profile):
+        self.bin = ROOT / "target" / profile
+        self.dir = Path(tempfile.mkdtemp(prefix="chatbot-bench-"))
+        self.procs = {}
+        self.ports = {name: free_port() for name in SERVICES + ["sim", "pg", "redis"]}
+
+    def url(self, name):
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def start(self):
+        self._postgres()
+        self._spawn("redis", ["redis-server", "--port", str(self.ports["redis"]), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no", "--dir", str(self.dir)], {})
+        self._spawn("ollama-sim", [str(self.bin / "ollama-sim")],
+                    {"OLLAMA_SIM_PORT": str(self.ports["sim"]), "OLLAMA_SIM_LOG_LEVEL": "warn"})
+        wait_http(self.url("sim") + "/api/version")
+        env = self._service_env()
+        for name in SERVICES:
+            self._spawn(name, [str(self.bin / name)], env)
+            wait_http(self.url(name) + "/livez")
+        for name in SERVICES:
+            wait_http(self.url(name) + "/readyz")
+        wait_http(self.url("gateway") + "/health")
+
+    def _postgres(self):
+        bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+        data = self.dir / "pg"
+        as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if os.geteuid() == 0:
+            os.chmod(self.dir, 0o755)
+            data.mkdir()
+            shutil.chown(data, "postgres")
+        run(as_pg + [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        opts = f"-c listen_addresses=127.0.0.1 -c port={self.ports['pg']} -c unix_socket_directories={data}"
+        run(as_pg + [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(data / "log"), "-w", "start"])
+        self.stop_pg = as_pg + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
+        run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.ports["pg"]), "-U", "postgres", "chatbot"])
+
+    def _service_env(self):
+        p = self.ports
+        env = {
+            "CHATBOT_CONFIG_DIR": str(ROOT / "config"),
+            "CHATBOT__DATABASE__URL": f"postgres://postgres@127.0.0.1:{p['pg']}/chatbot",
+            "CHATBOT__REDIS__URL": f"redis://127.0.0.1:{p['redis']}",
+            "CHATBOT__OLLAMA__URL": self.url("sim"),
+            "CHATBOT__CHAT__SESSION_URL": self.url("session"),
+            "CHATBOT__GATEWAY__CHAT_URL": self.url("chat"),
+            "CHATBOT__GATEWAY__SESSION_URL": self.url("session"),
+            "CHATBOT__GATEWAY__AGGREGATOR_URL": self.url("health-aggregator"),
+            "CHATBOT__AGGREGATOR__SERVICES__GATEWAY": self.url("gateway"),
+            "CHATBOT__AGGREGATOR__SERVICES__CHAT": self.url("chat"),
+            "CHATBOT__AGGREGATOR__SERVICES__SESSION": self.url("session"),
+            "CHATBOT__LOG__DIR": str(self.dir / "logs"),
+        }
+        for name, section in [("gateway", "GATEWAY"), ("chat", "CHAT"), ("session", "SESSION"),
+                              ("health-aggregator", "AGGREGATOR")]:
+            env[f"CHATBOT__{section}__SERVER__PORT"] = str(p[name])
+        return env
+
+    def _spawn(self, name, cmd, env):
+        out = open(self.dir / f"{name}.stdout", "ab")
+        self.procs[name] = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def pid(self, name):
+        return self.procs[name].pid
+
+    def stop(self):
+        for proc in self.procs.values():
+            proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        subprocess.run(self.stop_pg, capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def oha(url, rate, seconds, body=None, connections=64):
+    """One constant-rate run; latencies in milliseconds."""
+    cmd = ["oha", "--no-tui", "--output-format", "json", "--latency-correction",
+           "--wait-ongoing-requests-after-deadline",
+           "-z", f"{seconds}s", "-q", str(rate), "-c", str(connections), url]
+    if body is not None:
+        cmd += ["-m", "POST", "-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    out = json.loads(run(cmd).stdout)
+    pct = out.get("latencyPercentiles", {})
+    first = out.get("firstBytePercentiles", {})
+    codes = {str(k): v for k, v in (out.get("statusCodeDistribution") or {}).items()}
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    failures = sum(v for k, v in codes.items() if not k.startswith("2"))
+    failures += sum((out.get("errorDistribution") or {}).values())
+    ms = lambda v: round((v or 0.0) * 1000, 3)
+    return {
+        "rate": rate, "seconds": seconds, "requests": ok + failures, "errors": failures,
+        "achieved_rps": round(out["summary"].get("requestsPerSec") or 0.0, 1),
+        "p50_ms": ms(pct.get("p50")), "p95_ms": ms(pct.get("p95")), "p99_ms": ms(pct.get("p99")),
+        "max_ms": ms(out["summary"].get("slowest")),
+        "first_byte_p50_ms": ms(first.get("p50")), "first_byte_p99_ms": ms(first.get("p99")),
+    }
+
+
+def overhead(full, floor):
+    return {k: round(full[k] - floor[k], 3) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")}
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def gateway_stream_overhead(stack):
+    """p50/p99 of the gateway's own streaming overhead (time to first byte
+    minus the LLM's time to first token), from its histogram."""
+    text = urllib.request.urlopen(stack.url("gateway") + "/metrics").read().decode()
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith('chatbot_gateway_overhead_seconds_bucket{') and 'mode="stream"' in line:
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    quantile = lambda q: next(le for le, count in buckets if count >= q * total)
+    return {"p50_ms_at_most": quantile(0.5) * 1000, "p99_ms_at_most": quantile(0.99) * 1000}
+
+
+def chat_body(stream=False):
+    return {"user_id": "bench-user", "message": "Hello, how do I reset my password?", "stream": stream}
+
+
+def floor_body(stream=False):
+    return {"model": MODEL, "stream": stream, "messages": [
+        {"role": "system", "content": "You are a helpful, concise customer-support assistant."},
+        {"role": "user", "content": "Hello, how do I reset my password?"}]}
+
+
+def measure(stack, args):
+    gw, sim = stack.url("gateway"), stack.url("sim")
+    rate, secs = args.rate, args.seconds
+    results = {"rate": rate, "seconds": secs}
+    results["floor"] = oha(sim + "/api/chat", rate, secs, floor_body())
+    before = {n: cpu_seconds(stack.pid(n)) for n in SERVICES}
+    started = time.time()
+    results["chat"] = oha(gw + "/api/chat", rate, secs, chat_body())
+    wall = time.time() - started
+    results["resources"] = {n: {"cpu_cores": round((cpu_seconds(stack.pid(n)) - before[n]) / wall, 3),
+                                "rss_mb": rss_mb(stack.pid(n))} for n in SERVICES}
+    results["chat"]["overhead"] = overhead(results["chat"], results["floor"])
+    results["stream"] = oha(gw + "/api/chat", rate, secs, chat_body(stream=True))
+    results["stream"]["overhead"] = overhead(results["stream"], results["floor"])
+    results["floor_stream"] = oha(sim + "/api/chat", rate, secs, floor_body(stream=True))
+    results["stream"]["first_token_overhead"] = {
+        "p50_ms": round(results["stream"]["first_byte_p50_ms"] - results["floor_stream"]["first_byte_p50_ms"], 3),
+        "p99_ms": round(results["stream"]["first_byte_p99_ms"] - results["floor_stream"]["first_byte_p99_ms"], 3),
+        "gateway_histogram": gateway_stream_overhead(stack),
+    }
+    results["health"] = oha(gw + "/health", args.health_rate, secs)
+    results["search"] = search(stack, args)
+    passing = [s["rate"] for s in results["search"] if s["passed"]]
+    results["max_rate_no_errors_p99_overhead_under_10ms"] = max(passing) if passing else None
+    return results
+
+
+def search(stack, args):
+    steps = []
+    for rate in args.search:
+        floor = oha(stack.url("sim") + "/api/chat", rate, args.search_seconds, floor_body())
+        full = oha(stack.url("gateway") + "/api/chat", rate, args.search_seconds, chat_body())
+        extra = overhead(full, floor)
+        passed = full["errors"] == 0 and extra["p99_ms"] < 10 and full["achieved_rps"] >= 0.95 * rate
+        steps.append({"rate": rate, "passed": passed, "errors": full["errors"],
+                      "achieved_rps": full["achieved_rps"], "p99_ms": full["p99_ms"], "overhead": extra})
+        print(f"  search {rate}/s: {'pass' if passed else 'FAIL'} errors={full['errors']} "
+              f"p99 overhead={extra['p99_ms']} ms", flush=True)
+        if not passed:
+            break
+    return steps
+
+
+def markdown(r):
+    rows = ["| run | rate/s | achieved/s | errors | p50 ms | p95 ms | p99 ms | max ms | overhead p50 / p99 ms |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name in ("floor", "chat", "floor_stream", "stream", "health"):
+        x = r[name]
+        extra = x.get("overhead")
+        over = f"{extra['p50_ms']} / {extra['p99_ms']}" if extra else ""
+        rows.append(f"| {name} | {x['rate']} | {x['achieved_rps']} | {x['errors']} | {x['p50_ms']} | "
+                    f"{x['p95_ms']} | {x['p99_ms']} | {x['max_ms']} | {over} |")
+    lines = ["# Benchmark results", "", f"Machine: {os.cpu_count()} CPUs; duration {r['seconds']} s a run.", ""]
+    lines += rows + ["", "| service | CPU (cores) at the chat run | resident memory MB |", "|---|---|---|"]
+    lines += [f"| {n} | {v['cpu_cores']} | {v['rss_mb']} |" for n, v in r["resources"].items()]
+    ttft = r["stream"].get("first_token_overhead")
+    lines += ["", "Streaming time-to-first-token overhead (first byte through the gateway minus first byte "
+              f"from the simulator alone, and the gateway's own histogram as bucket bounds): {ttft}", "",
+              "| search rate/s | passed | errors | achieved/s | p99 ms | p99 overhead ms |", "|---|---|---|---|---|---|"]
+    lines += [f"| {s['rate']} | {s['passed']} | {s['errors']} | {s['achieved_rps']} | {s['p99_ms']} | "
+              f"{s['overhead']['p99_ms']} |" for s in r["search"]]
+    lines += ["", f"Highest rate with no errors and p99 overhead under 10 ms: "
+                  f"{r['max_rate_no_errors_p99_overhead_under_10ms']} messages/s"]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="release")
+    parser.add_argument("--out", default=str(ROOT / "target" / "bench"))
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--health-rate", type=int, default=5000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--search", type=lambda s: [int(x) for x in s.split(",") if x],
+                        default=[1000, 1500, 2000, 2500, 3000, 3500, 4000])
+    parser.add_argument("--search-seconds", type=int, default=6)
+    args = parser.parse_args()
+    if not shutil.which("oha"):
+        raise SystemExit("bench: oha is not installed (scripts/bench.sh installs it)")
+    stack = Stack(args.profile)
+    try:
+        print("bench: starting the stack", flush=True)
+        stack.start()
+        print(f"bench: measuring at {args.rate}/s for {args.seconds} s a run", flush=True)
+        results = measure(stack, args)
+    finally:
+        stack.stop()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown(results))
+    sys.stdout.write(markdown(results))
+    print(f"bench: wrote {out / 'results.json'} and {out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()
