@@ -61,7 +61,8 @@ def run(cmd, **kw):
 class Stack:
     """The stack's processes, started on free ports in a temporary directory."""
 
-    def __init__(self, profile):
+    def __init__(self, profile, extra_env=()):
+        self.extra_env = dict(kv.split("=", 1) for kv in extra_env)
         self.bin = ROOT / "target" / profile
         self.dir = Path(tempfile.mkdtemp(prefix="chatbot-bench-"))
         self.procs = {}
@@ -114,6 +115,7 @@ class Stack:
             "CHATBOT__AGGREGATOR__SERVICES__CHAT": self.url("chat"),
             "CHATBOT__AGGREGATOR__SERVICES__SESSION": self.url("session"),
             "CHATBOT__LOG__DIR": str(self.dir / "logs"),
+            **self.extra_env,
         }
         for name, section in [("gateway", "GATEWAY"), ("chat", "CHAT"), ("session", "SESSION"),
                               ("health-aggregator", "AGGREGATOR")]:
@@ -282,10 +284,12 @@ def main():
     parser.add_argument("--search", type=lambda s: [int(x) for x in s.split(",") if x],
                         default=[1000, 1500, 2000, 2500, 3000, 3500, 4000])
     parser.add_argument("--search-seconds", type=int, default=6)
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the services (experiments)")
     args = parser.parse_args()
     if not shutil.which("oha"):
         raise SystemExit("bench: oha is not installed (scripts/bench.sh installs it)")
-    stack = Stack(args.profile)
+    stack = Stack(args.profile, args.env)
     try:
         print("bench: starting the stack", flush=True)
         stack.start()

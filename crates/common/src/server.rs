@@ -154,6 +154,7 @@ impl ServiceBuilder {
                 .configure(routes.clone())
                 .default_service(web::to(not_found))
         })
+        .on_connect(no_delay)
         .disable_signals()
         .shutdown_timeout(grace.as_secs());
         if self.settings.workers > 0 {
@@ -227,6 +228,15 @@ impl RunningService {
         tracing::info!(service = name, "stopped");
         telemetry::flush_traces();
         result
+    }
+}
+
+/// Turns off Nagle's algorithm on every accepted connection: a streamed
+/// reply is many small writes, and without this each token can wait for the
+/// peer's delayed ACK (about 40 ms a hop).
+fn no_delay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(socket) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        let _ = socket.set_nodelay(true);
     }
 }
 
