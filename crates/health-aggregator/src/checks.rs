@@ -14,6 +14,7 @@
 //! keeps the result.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chatbot_common::error::ErrorChain;
 use chatbot_common::upstream::Upstream;
@@ -65,31 +66,47 @@ impl Observation {
     }
 }
 
-/// One component.
-pub trait Check: Send + Sync {
-    /// Component name, the key in the verdict.
-    fn name(&self) -> &str;
-    /// Whether its failure makes the verdict `ERROR` (else only `WARN`).
-    fn required(&self) -> bool;
-    /// The health+json `componentType`.
-    fn kind(&self) -> &'static str;
+/// How one component is looked at.
+pub trait Probe: Send + Sync {
     /// Looks once.
     fn run(&self) -> BoxFuture<'_, Observation>;
+}
+
+/// One component: its name in the verdict, whether its failure makes the
+/// verdict `ERROR` (else only `WARN`), its health+json `componentType`, and
+/// how to look at it.
+pub struct Check {
+    /// Component name, the key in the verdict.
+    pub name: String,
+    /// Required or optional.
+    pub required: bool,
+    /// The health+json `componentType`.
+    pub kind: &'static str,
+    /// The probe.
+    pub probe: Box<dyn Probe>,
+}
+
+impl Check {
+    /// A component checked by `probe`.
+    pub fn new(
+        name: impl Into<String>,
+        required: bool,
+        kind: &'static str,
+        probe: impl Probe + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            required,
+            kind,
+            probe: Box::new(probe),
+        })
+    }
 }
 
 /// PostgreSQL: `SELECT 1`.
 pub struct Database(pub deadpool_postgres::Pool);
 
-impl Check for Database {
-    fn name(&self) -> &str {
-        "database"
-    }
-    fn required(&self) -> bool {
-        true
-    }
-    fn kind(&self) -> &'static str {
-        "datastore"
-    }
+impl Probe for Database {
     fn run(&self) -> BoxFuture<'_, Observation> {
         Box::pin(async move {
             let result = async {
@@ -107,16 +124,7 @@ impl Check for Database {
 /// Redis: `PING`.
 pub struct Redis(pub deadpool_redis::Pool);
 
-impl Check for Redis {
-    fn name(&self) -> &str {
-        "redis"
-    }
-    fn required(&self) -> bool {
-        true
-    }
-    fn kind(&self) -> &'static str {
-        "datastore"
-    }
+impl Probe for Redis {
     fn run(&self) -> BoxFuture<'_, Observation> {
         Box::pin(async move {
             let result = async {
@@ -162,16 +170,7 @@ impl Ollama {
     }
 }
 
-impl Check for Ollama {
-    fn name(&self) -> &str {
-        "ollama"
-    }
-    fn required(&self) -> bool {
-        true
-    }
-    fn kind(&self) -> &'static str {
-        "system"
-    }
+impl Probe for Ollama {
     fn run(&self) -> BoxFuture<'_, Observation> {
         Box::pin(async move {
             let response = match self.upstream.get("/api/tags").send().await {
@@ -197,26 +196,13 @@ impl Check for Ollama {
 /// An HTTP endpoint that answers 2xx when healthy: a service's `/readyz`, or
 /// n8n's health URL.
 pub struct Endpoint {
-    /// Component name.
-    pub name: String,
     /// Whose endpoint.
     pub upstream: Upstream,
     /// The path to `GET`.
     pub path: &'static str,
-    /// Required or optional.
-    pub required: bool,
 }
 
-impl Check for Endpoint {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn required(&self) -> bool {
-        self.required
-    }
-    fn kind(&self) -> &'static str {
-        "component"
-    }
+impl Probe for Endpoint {
     fn run(&self) -> BoxFuture<'_, Observation> {
         Box::pin(async move {
             Observation::from_result(match self.upstream.get(self.path).send().await {
@@ -268,16 +254,7 @@ pub fn free_percent(path: &std::path::Path) -> Result<f64, String> {
     Ok(stats.f_bavail as f64 * 100.0 / stats.f_blocks as f64)
 }
 
-impl Check for Disk {
-    fn name(&self) -> &str {
-        "disk"
-    }
-    fn required(&self) -> bool {
-        true
-    }
-    fn kind(&self) -> &'static str {
-        "system"
-    }
+impl Probe for Disk {
     fn run(&self) -> BoxFuture<'_, Observation> {
         Box::pin(async move {
             let mut worst: Option<(f64, String)> = None;
@@ -330,16 +307,7 @@ pub fn available_memory_percent() -> Result<f64, String> {
     Ok(field("MemAvailable:")? * 100.0 / total.max(1.0))
 }
 
-impl Check for Memory {
-    fn name(&self) -> &str {
-        "memory"
-    }
-    fn required(&self) -> bool {
-        true
-    }
-    fn kind(&self) -> &'static str {
-        "system"
-    }
+impl Probe for Memory {
     fn run(&self) -> BoxFuture<'_, Observation> {
         Box::pin(async move {
             match available_memory_percent() {

@@ -69,49 +69,72 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
 }
 
 /// Every component to check, from the settings.
-fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc<dyn Check>>> {
+fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc<Check>>> {
     let agg = &settings.aggregator;
     let client = http_client(timeout);
     let upstream = |name, url: &str| Upstream::new(name, url, client.clone());
     let database =
         chatbot_common::pools::postgres(&settings.database).map_err(std::io::Error::other)?;
     let redis = chatbot_common::pools::redis(&settings.redis).map_err(std::io::Error::other)?;
-    let mut checks: Vec<Arc<dyn Check>> = vec![
-        Arc::new(Database(database)),
-        Arc::new(Redis(redis)),
-        Arc::new(Ollama {
-            upstream: upstream("ollama", &settings.ollama.url),
-            model: settings.chat.model.clone(),
-        }),
-        Arc::new(Disk {
-            paths: agg.disk_paths.clone(),
-            thresholds: Thresholds {
-                warn: agg.disk_warn_free_percent,
-                fail: agg.disk_fail_free_percent,
+    let mut checks = vec![
+        Check::new("database", true, "datastore", Database(database)),
+        Check::new("redis", true, "datastore", Redis(redis)),
+        Check::new(
+            "ollama",
+            true,
+            "system",
+            Ollama {
+                upstream: upstream("ollama", &settings.ollama.url),
+                model: settings.chat.model.clone(),
             },
-        }),
-        Arc::new(Memory {
-            thresholds: Thresholds {
-                warn: agg.memory_warn_available_percent,
-                fail: agg.memory_fail_available_percent,
+        ),
+        Check::new(
+            "disk",
+            true,
+            "system",
+            Disk {
+                paths: agg.disk_paths.clone(),
+                thresholds: Thresholds {
+                    warn: agg.disk_warn_free_percent,
+                    fail: agg.disk_fail_free_percent,
+                },
             },
-        }),
+        ),
+        Check::new(
+            "memory",
+            true,
+            "system",
+            Memory {
+                thresholds: Thresholds {
+                    warn: agg.memory_warn_available_percent,
+                    fail: agg.memory_fail_available_percent,
+                },
+            },
+        ),
     ];
     if !settings.n8n.health_url.is_empty() {
-        checks.push(Arc::new(Endpoint {
-            name: "n8n".into(),
-            upstream: upstream("n8n", &settings.n8n.health_url),
-            path: "",
-            required: false,
-        }));
+        let n8n = upstream("n8n", &settings.n8n.health_url);
+        checks.push(Check::new(
+            "n8n",
+            false,
+            "component",
+            Endpoint {
+                upstream: n8n,
+                path: "",
+            },
+        ));
     }
     for (name, url) in &agg.services {
-        checks.push(Arc::new(Endpoint {
-            name: name.clone(),
-            upstream: upstream("service", url),
-            path: "/readyz",
-            required: true,
-        }));
+        let service = upstream("service", url);
+        checks.push(Check::new(
+            name.clone(),
+            true,
+            "component",
+            Endpoint {
+                upstream: service,
+                path: "/readyz",
+            },
+        ));
     }
     Ok(checks)
 }

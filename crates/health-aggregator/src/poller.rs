@@ -26,7 +26,7 @@ use crate::verdict::{Recorded, Verdict, verdict};
 pub struct Poller(Arc<Inner>);
 
 struct Inner {
-    checks: Vec<Arc<dyn Check>>,
+    checks: Vec<Arc<Check>>,
     timeout: Duration,
     stale_after: Duration,
     records: RwLock<BTreeMap<String, Recorded>>,
@@ -37,7 +37,7 @@ impl Poller {
     /// A poller of `checks`; each run is bounded by `timeout`, and a result
     /// older than `stale_after` counts as failed.
     pub fn new(
-        checks: Vec<Arc<dyn Check>>,
+        checks: Vec<Arc<Check>>,
         timeout: Duration,
         stale_after: Duration,
         meter: &Meter,
@@ -63,7 +63,7 @@ impl Poller {
             .0
             .checks
             .iter()
-            .map(|c| (c.name().to_owned(), c.required(), c.kind()))
+            .map(|c| (c.name.clone(), c.required, c.kind))
             .collect();
         let records = self.records();
         verdict(&expected, &records, Utc::now(), self.0.stale_after)
@@ -79,15 +79,15 @@ impl Poller {
 
     /// Runs every check once, concurrently, and caches the results.
     pub async fn poll_once(&self) {
-        let results = join_all(self.0.checks.iter().map(|check| self.run(check.as_ref()))).await;
+        let results = join_all(self.0.checks.iter().map(|check| self.run(check))).await;
         if let Ok(mut records) = self.0.records.write() {
             records.extend(results);
         }
     }
 
-    async fn run(&self, check: &dyn Check) -> (String, Recorded) {
+    async fn run(&self, check: &Check) -> (String, Recorded) {
         let started = Instant::now();
-        let observation = tokio::time::timeout(self.0.timeout, check.run())
+        let observation = tokio::time::timeout(self.0.timeout, check.probe.run())
             .await
             .unwrap_or_else(|_| Observation {
                 level: Level::Fail,
@@ -99,18 +99,18 @@ impl Poller {
             });
         self.0
             .runs
-            .add(1, &[KeyValue::new("component", check.name().to_owned())]);
+            .add(1, &[KeyValue::new("component", check.name.clone())]);
         if observation.level == Level::Fail {
-            tracing::warn!(component = check.name(), error = ?observation.output, "health check failed");
+            tracing::warn!(component = %check.name, error = ?observation.output, "health check failed");
         }
         let recorded = Recorded {
             observation,
             duration: started.elapsed(),
             checked_at: Utc::now(),
-            required: check.required(),
-            kind: check.kind(),
+            required: check.required,
+            kind: check.kind,
         };
-        (check.name().to_owned(), recorded)
+        (check.name.clone(), recorded)
     }
 
     /// Polls every `interval` until `stop` is cancelled.
