@@ -126,8 +126,8 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
     )
     .await;
     assert!(
-        has(&session, "chatbot_active_sessions 2"),
-        "two sessions were created:\n{session}"
+        has(&session, "chatbot_active_sessions 1"),
+        "one conversation succeeded (a failed first exchange leaves no session):\n{session}"
     );
     assert!(has(&session, "chatbot_pool_connections{pool=\"redis\""));
 
@@ -146,7 +146,7 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
     let all = scrape(&stack.http, &format!("{aggregator}/metrics/all")).await;
     assert!(all.contains("service=\"chat\""), "{all}");
     assert!(
-        has(&all, "chatbot_active_sessions{service=\"session\"} 2"),
+        has(&all, "chatbot_active_sessions{service=\"session\"} 1"),
         "{all}"
     );
     for service in ["gateway", "chat", "session", "health-aggregator"] {

@@ -57,6 +57,7 @@ pub struct Exchange {
 pub struct Prepared {
     id: Uuid,
     session_id: Uuid,
+    new_session: bool,
     user_id: String,
     message: String,
     kind: MessageType,
@@ -77,7 +78,7 @@ impl Exchange {
         started: Instant,
     ) -> Result<Prepared, ApiError> {
         request.validate(self.max_message_chars)?;
-        let (session_id, history) = self.session_and_history(&request).await?;
+        let (session_id, history, new_session) = self.session_and_history(&request).await?;
         let (kind, urgency) = self.classifier.classify(&request.message);
         let mut prompt = Vec::with_capacity(history.len() + 2);
         prompt.push(LlmMessage {
@@ -99,6 +100,7 @@ impl Exchange {
         Ok(Prepared {
             id: Uuid::new_v4(),
             session_id,
+            new_session,
             user_id: request.user_id,
             message: request.message,
             kind,
@@ -113,25 +115,21 @@ impl Exchange {
     async fn session_and_history(
         &self,
         request: &ChatRequest,
-    ) -> Result<(Uuid, Vec<Turn>), ApiError> {
-        if let Some(id) = request.session_id {
-            return match self.sessions.lookup(id, &request.user_id).await {
-                Lookup::Found(session) => Ok((id, session.turns)),
-                Lookup::Missing => Err(ApiError::new(
-                    ErrorCode::SessionNotFound,
-                    format!("session {id} does not exist or has expired"),
-                )),
-                Lookup::Unavailable(error) => {
-                    self.degraded(&error);
-                    Ok((id, Vec::new()))
-                }
-            };
-        }
-        match self.sessions.create(&request.user_id).await {
-            Ok(session) => Ok((session.session_id, Vec::new())),
-            Err(error) => {
+    ) -> Result<(Uuid, Vec<Turn>, bool), ApiError> {
+        let Some(id) = request.session_id else {
+            // A new conversation: the session is created with its first
+            // turns, in the same call that stores them (see `remember`).
+            return Ok((Uuid::new_v4(), Vec::new(), true));
+        };
+        match self.sessions.lookup(id, &request.user_id).await {
+            Lookup::Found(session) => Ok((id, session.turns, false)),
+            Lookup::Missing => Err(ApiError::new(
+                ErrorCode::SessionNotFound,
+                format!("session {id} does not exist or has expired"),
+            )),
+            Lookup::Unavailable(error) => {
                 self.degraded(&error);
-                Ok((Uuid::new_v4(), Vec::new()))
+                Ok((id, Vec::new(), false))
             }
         }
     }
@@ -224,7 +222,12 @@ impl Exchange {
             turn(Role::User, &prepared.message),
             turn(Role::Assistant, reply),
         ];
-        if let Err(error) = self.sessions.append(prepared.session_id, turns).await {
+        let create_for = prepared.new_session.then(|| prepared.user_id.clone());
+        if let Err(error) = self
+            .sessions
+            .append(prepared.session_id, turns, create_for)
+            .await
+        {
             self.metrics.error(error.code.as_str(), "session");
             tracing::warn!(session_id = %prepared.session_id, error = %error.message,
                 "could not add the exchange to the session");

@@ -4,7 +4,7 @@
 //! is down, chat still answers (without history) and still stores the
 //! exchange in PostgreSQL. Only "this session does not exist" stops a request.
 
-use chatbot_common::api::{AppendTurns, CreateSession, SessionView, Turn};
+use chatbot_common::api::{AppendTurns, SessionView, Turn};
 use chatbot_common::error::{ApiError, ErrorCode};
 use chatbot_common::upstream::Upstream;
 use reqwest::StatusCode;
@@ -53,32 +53,18 @@ impl SessionClient {
         }
     }
 
-    /// Creates a session for `user_id`.
-    pub async fn create(&self, user_id: &str) -> Result<SessionView, ApiError> {
-        let response = self
-            .upstream
-            .post("/sessions")
-            .json(&CreateSession {
-                user_id: user_id.to_owned(),
-            })
-            .send()
-            .await
-            .map_err(|e| self.upstream.transport_error(&e))?;
-        if !response.status().is_success() {
-            return Err(self.upstream.error_from(response).await);
-        }
-        response
-            .json()
-            .await
-            .map_err(|e| self.upstream.transport_error(&e))
-    }
-
-    /// Appends the turns of one exchange.
-    pub async fn append(&self, id: Uuid, turns: Vec<Turn>) -> Result<(), ApiError> {
+    /// Appends the turns of one exchange; `create_for` starts a new session
+    /// for that user in the same call.
+    pub async fn append(
+        &self,
+        id: Uuid,
+        turns: Vec<Turn>,
+        create_for: Option<String>,
+    ) -> Result<(), ApiError> {
         let response = self
             .upstream
             .post(&format!("/sessions/{id}/turns"))
-            .json(&AppendTurns { turns })
+            .json(&AppendTurns { turns, create_for })
             .send()
             .await
             .map_err(|e| self.upstream.transport_error(&e))?;

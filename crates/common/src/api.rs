@@ -233,6 +233,11 @@ pub struct CreateSession {
 pub struct AppendTurns {
     /// Turns to add, in order.
     pub turns: Vec<Turn>,
+    /// When set and the session does not exist, create it for this user in
+    /// the same step (chat starts new conversations this way: one call
+    /// instead of two). Without it, an unknown session is a 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_for: Option<String>,
 }
 
 #[cfg(test)]

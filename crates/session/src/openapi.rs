@@ -42,7 +42,9 @@ pub fn document() -> Value {
             "post": {"summary": "Append turns; trims to the cap and refreshes the expiry.",
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["turns"], "additionalProperties": false,
-                    "properties": {"turns": {"type": "array", "items": schema_ref("Turn")}}
+                    "properties": {"turns": {"type": "array", "items": schema_ref("Turn")},
+                        "create_for": {"type": "string", "pattern": USER_ID_PATTERN,
+                            "description": "Create the session for this user when it does not exist."}}
                 }}}},
                 "responses": {
                     "200": json_response("stored", json!({"type": "object", "properties": {

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `POST /sessions` `{user_id}` | 201 the new session |
 //! | `GET /sessions/{id}` | 200 the session with its turns, 404 unknown |
-//! | `POST /sessions/{id}/turns` `{turns}` | 200 `{session_id, turn_count}`, 404 unknown |
+//! | `POST /sessions/{id}/turns` `{turns, create_for?}` | 200 `{session_id, turn_count}`, 404 unknown (unless `create_for` names the user to create it for) |
 //! | `DELETE /sessions/{id}` | 204, 404 unknown |
 //! | `GET /stats` | 200 `{active_sessions}` |
 
@@ -105,8 +105,11 @@ async fn append(
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_session_id(&id)?;
     let body: AppendTurns = read_json(&req, body, MAX_BODY).await?;
+    if let Some(user_id) = &body.create_for {
+        validate_user_id(user_id)?;
+    }
     match store
-        .with_store(|s| async move { s.append(id, &body.turns).await })
+        .with_store(|s| async move { s.append(id, &body.turns, body.create_for.as_deref()).await })
         .await?
     {
         Some(count) => {

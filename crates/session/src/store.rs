@@ -197,8 +197,14 @@ impl SessionStore {
     }
 
     /// Appends turns, trims to the cap and refreshes the expiry. Returns the
-    /// number of stored turns, or `None` when the session is unknown.
-    pub async fn append(&self, id: Uuid, turns: &[Turn]) -> Result<Option<usize>, StoreError> {
+    /// number of stored turns, or `None` when the session is unknown and
+    /// `create_for` (the owner of a session to create) is not given.
+    pub async fn append(
+        &self,
+        id: Uuid,
+        turns: &[Turn],
+        create_for: Option<&str>,
+    ) -> Result<Option<usize>, StoreError> {
         let encoded = turns
             .iter()
             .map(serde_json::to_string)
@@ -209,12 +215,19 @@ impl SessionStore {
         self.bounded(async {
             let mut conn = self.pool.get().await?;
             let key = self.key(id);
-            if !conn.exists::<_, bool>(&key).await? {
-                return Ok(None);
-            }
-            let turns_key = self.turns_key(id);
+            let exists = conn.exists::<_, bool>(&key).await?;
+            let stamp = now.to_rfc3339();
             let mut pipe = redis::pipe();
             pipe.atomic();
+            match (exists, create_for) {
+                (true, _) => {}
+                (false, Some(user_id)) => {
+                    pipe.hset_multiple(&key, &[("user_id", user_id), ("created_at", &stamp)])
+                        .ignore();
+                }
+                (false, None) => return Ok(None),
+            }
+            let turns_key = self.turns_key(id);
             if !encoded.is_empty() {
                 pipe.rpush(&turns_key, &encoded).ignore();
             }

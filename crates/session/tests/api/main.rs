@@ -223,3 +223,32 @@ async fn redis_outage_is_a_clean_503_and_recovers() {
         .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appending_with_create_for_starts_a_session_in_one_call() {
+    let app = App::start(shared_redis().url(), |_| {});
+    let id = "6f1c2a8e-0000-4000-8000-000000000001";
+    let turn =
+        json!({"role": "user", "content": "first words", "created_at": "2026-01-01T00:00:00Z"});
+    let url = format!("{}/sessions/{id}/turns", app.url);
+    let (status, body) = send_json(
+        app.http
+            .post(&url)
+            .json(&json!({"turns": [turn], "create_for": "grace"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["turn_count"], 1);
+    let (status, session) = app.get(id).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(session["user_id"], "grace");
+    assert_eq!(session["turns"][0]["content"], "first words");
+    assert_eq!(app.active().await, 1);
+    let (status, _) = send_json(
+        app.http
+            .post(&url)
+            .json(&json!({"turns": [], "create_for": "bad name"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
