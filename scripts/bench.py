@@ -163,6 +163,8 @@ def oha(url, rate, seconds, body=None, connections=64):
         "p50_ms": ms(pct.get("p50")), "p95_ms": ms(pct.get("p95")), "p99_ms": ms(pct.get("p99")),
         "max_ms": ms(out["summary"].get("slowest")),
         "first_byte_p50_ms": ms(first.get("p50")), "first_byte_p99_ms": ms(first.get("p99")),
+        "error_kinds": {**{f"status {k}": v for k, v in codes.items() if not k.startswith("2")},
+                        **(out.get("errorDistribution") or {})},
     }
 
 
