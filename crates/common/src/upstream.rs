@@ -26,7 +26,9 @@ pub struct Upstream {
 pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
+        // Shorter than the servers' keep-alive (`server::KEEP_ALIVE`), so a
+        // pooled connection is never reused just as the server closes it.
+        .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
         .no_proxy()
