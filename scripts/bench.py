@@ -284,7 +284,7 @@ def main():
     parser.add_argument("--health-rate", type=int, default=5000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--search", type=lambda s: [int(x) for x in s.split(",") if x],
-                        default=[1000, 1500, 2000, 2500, 3000, 3500, 4000])
+                        default=[250, 500, 750, 1000, 1500, 2000, 2500])
     parser.add_argument("--search-seconds", type=int, default=6)
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the services (experiments)")
