@@ -58,6 +58,21 @@ impl Stack {
     /// As [`Stack::start`], on the Redis at `redis_url` (a test that stops
     /// Redis brings its own).
     pub(crate) async fn start_on(redis_url: &str, sim_env: &[(&str, String)]) -> Self {
+        Self::start_configured(redis_url, sim_env, &[]).await
+    }
+
+    /// As [`Stack::start_on`], with `service_env` added to every service's
+    /// environment (settings under test).
+    pub(crate) async fn start_configured(
+        redis_url: &str,
+        sim_env: &[(&str, String)],
+        service_env: &[(&str, String)],
+    ) -> Self {
+        let env = |pairs: &[(&str, String)]| {
+            let mut all = pairs.to_vec();
+            all.extend(service_env.iter().cloned());
+            env(&all)
+        };
         let db_url = shared_postgres().fresh_database().await;
         let mut sim_vars = vec![("OLLAMA_SIM_PORT", "0".to_owned())];
         sim_vars.extend(sim_env.iter().cloned());

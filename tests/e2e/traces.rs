@@ -254,3 +254,29 @@ async fn spans_go_to_otlp_and_logs_to_rotated_files_when_configured() {
     assert_eq!(errors, "", "no error was logged");
     std::fs::remove_dir_all(&log_dir).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_texts_are_logged_only_when_configured() {
+    let on = [("CHATBOT__LOG__INCLUDE_MESSAGE_TEXT", "true".to_owned())];
+    let stack = crate::Stack::start_configured(&test_support::shared_redis().url(), &[], &on).await;
+    let (status, reply) = stack
+        .chat(serde_json::json!({"user_id": "texts", "message": "a message worth reading"}))
+        .await;
+    assert_eq!(status, 200);
+    let mut line = None;
+    for _ in 0..50 {
+        line = stack
+            .chat
+            .logs()
+            .into_iter()
+            .find(|l| l.contains("\"message processed\""));
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let line: serde_json::Value =
+        serde_json::from_str(&line.expect("a message processed line")).unwrap();
+    assert_eq!(line["message_text"], "a message worth reading");
+    assert_eq!(line["reply_text"], reply["reply"]);
+}
