@@ -156,6 +156,19 @@ fn start_monitoring(stack: &Stack, redis: &TestRedis, n8n: &N8nStandIn, dir: &Pa
     }
 }
 
+/// Makes that fraction of the simulator's generations fail.
+async fn set_llm_error_rate(stack: &Stack, rate: f64) {
+    let url = format!("{}/_sim/config", stack.sim.base_url());
+    let response = stack
+        .http
+        .put(url)
+        .json(&json!({"error_rate": rate}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+}
+
 /// Chats, some rejected, some failing in the LLM.
 async fn drive_traffic(stack: &Stack) {
     for i in 0..12 {
@@ -165,27 +178,14 @@ async fn drive_traffic(stack: &Stack) {
         assert_eq!(status, 200);
     }
     stack.chat(json!({"user_id": "bad", "message": ""})).await;
-    let sim = format!("{}/_sim/config", stack.sim.base_url());
-    stack
-        .http
-        .put(&sim)
-        .json(&json!({"error_rate": 1.0}))
-        .send()
-        .await
-        .unwrap();
+    set_llm_error_rate(stack, 1.0).await;
     for _ in 0..3 {
         let (status, _) = stack
             .chat(json!({"user_id": "unlucky", "message": "hello"}))
             .await;
         assert_eq!(status, 502);
     }
-    stack
-        .http
-        .put(&sim)
-        .json(&json!({"error_rate": 0.0}))
-        .send()
-        .await
-        .unwrap();
+    set_llm_error_rate(stack, 0.0).await;
     stack
         .chat(json!({"user_id": "load-0", "message": "stream please", "stream": true}))
         .await;

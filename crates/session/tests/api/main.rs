@@ -54,6 +54,13 @@ impl App {
         .await
     }
 
+    /// Creates a session for `user` and returns its id.
+    async fn new_session(&self, user: &str) -> String {
+        let (status, body) = self.create(user).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["session_id"].as_str().unwrap().to_owned()
+    }
+
     async fn delete(&self, id: &str) -> StatusCode {
         let url = format!("{}/sessions/{id}", self.url);
         self.http.delete(url).send().await.unwrap().status()
@@ -63,6 +70,16 @@ impl App {
         let (_, body) = send_json(self.http.get(format!("{}/stats", self.url))).await;
         body["active_sessions"].as_u64().unwrap()
     }
+}
+
+/// The contents of a session's turns, oldest first.
+fn contents(session: &Value) -> Vec<&str> {
+    session["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["content"].as_str().unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,12 +97,7 @@ async fn create_append_read_delete() {
     let (status, session) = app.get(&id).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(session["user_id"], "alice");
-    let contents: Vec<&str> = session["turns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["content"].as_str().unwrap())
-        .collect();
+    let contents = contents(&session);
     assert_eq!(contents, ["first", "second"]);
 
     assert_eq!(app.delete(&id).await, StatusCode::NO_CONTENT);
@@ -96,30 +108,19 @@ async fn create_append_read_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_is_capped_to_the_newest_turns() {
     let app = App::start(shared_redis().url(), |s| s.session.max_turns = 3);
-    let id = app.create("bob").await.1["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_session("bob").await;
     app.append(&id, &["1", "2"]).await;
     let (_, body) = app.append(&id, &["3", "4", "5"]).await;
     assert_eq!(body["turn_count"], 3);
     let session = app.get(&id).await.1;
-    let contents: Vec<&str> = session["turns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["content"].as_str().unwrap())
-        .collect();
+    let contents = contents(&session);
     assert_eq!(contents, ["3", "4", "5"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_sessions_expire_and_stop_counting() {
     let app = App::start(shared_redis().url(), |s| s.session.idle_timeout_secs = 1);
-    let id = app.create("carol").await.1["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_session("carol").await;
     app.create("dave").await;
     assert_eq!(app.active().await, 2);
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -131,10 +132,7 @@ async fn idle_sessions_expire_and_stop_counting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activity_keeps_a_session_alive() {
     let app = App::start(shared_redis().url(), |s| s.session.idle_timeout_secs = 2);
-    let id = app.create("erin").await.1["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_session("erin").await;
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(900)).await;
         assert_eq!(app.append(&id, &["still here"]).await.0, StatusCode::OK);
@@ -177,10 +175,7 @@ async fn bad_input_gets_clear_errors() {
 async fn redis_outage_is_a_clean_503_and_recovers() {
     let redis = TestRedis::start();
     let app = App::start(redis.url(), |_| {});
-    let id = app.create("frank").await.1["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.new_session("frank").await;
     redis.stop();
     let (status, body) = app.get(&id).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
