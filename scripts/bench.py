@@ -107,7 +107,6 @@ class Stack:
             "CHATBOT__DATABASE__URL": f"postgres://postgres@127.0.0.1:{p['pg']}/chatbot",
             "CHATBOT__REDIS__URL": f"redis://127.0.0.1:{p['redis']}",
             "CHATBOT__OLLAMA__URL": self.url("sim"),
-            "CHATBOT__CHAT__SESSION_URL": self.url("session"),
             "CHATBOT__GATEWAY__CHAT_URL": self.url("chat"),
             "CHATBOT__GATEWAY__SESSION_URL": self.url("session"),
             "CHATBOT__GATEWAY__AGGREGATOR_URL": self.url("health-aggregator"),

@@ -77,12 +77,13 @@ impl Stack {
         let mut sim_vars = vec![("OLLAMA_SIM_PORT", "0".to_owned())];
         sim_vars.extend(sim_env.iter().cloned());
         let sim = ServiceProcess::spawn_async("ollama-sim", &env(&sim_vars)).await;
+        let prefix = fresh_prefix();
         let session = ServiceProcess::spawn_async(
             "session",
             &env(&[
                 ("CHATBOT__SESSION__SERVER__PORT", "0".into()),
                 ("CHATBOT__REDIS__URL", redis_url.to_owned()),
-                ("CHATBOT__SESSION__KEY_PREFIX", fresh_prefix()),
+                ("CHATBOT__SESSION__KEY_PREFIX", prefix.clone()),
             ]),
         )
         .await;
@@ -90,8 +91,9 @@ impl Stack {
             "chat",
             &env(&[
                 ("CHATBOT__CHAT__SERVER__PORT", "0".into()),
-                ("CHATBOT__CHAT__SESSION_URL", session.base_url()),
                 ("CHATBOT__DATABASE__URL", db_url.clone()),
+                ("CHATBOT__REDIS__URL", redis_url.to_owned()),
+                ("CHATBOT__SESSION__KEY_PREFIX", prefix.clone()),
                 ("CHATBOT__OLLAMA__URL", sim.base_url()),
                 ("CHATBOT__CHAT__TIMEOUTS__FIRST_TOKEN_MS", "3000".into()),
             ]),

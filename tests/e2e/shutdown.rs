@@ -1,5 +1,6 @@
 //! Graceful shutdown: SIGTERM lets an in-flight streamed reply finish and
-//! store its exchange before the process exits cleanly.
+//! store its exchange before the process exits cleanly, and refuses new
+//! requests meanwhile.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -37,10 +38,23 @@ async fn sigterm_drains_an_in_flight_stream() {
         "the reply has started: {body}"
     );
 
+    let chat_url = chat.base_url();
     let stopping = tokio::task::spawn_blocking(move || {
         let status = chat.terminate();
         (status, chat.logs())
     });
+    // While draining, a new request is refused (the body here would be a
+    // 422 otherwise) and its connection closed; liveness still answers.
+    let refused = refused_while_draining(&chat_url).await;
+    assert_eq!(refused.0, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.1.as_deref(), Some("close"));
+    assert_eq!(
+        refused.2["error"]["code"], "service_unavailable",
+        "{:?}",
+        refused.2
+    );
+    let live = reqwest::get(format!("{chat_url}/livez")).await.unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
     while let Some(chunk) = response.chunk().await.unwrap() {
         body.push_str(&String::from_utf8_lossy(&chunk));
     }
@@ -70,4 +84,28 @@ async fn sigterm_drains_an_in_flight_stream() {
         1,
         "the drained exchange was stored"
     );
+}
+
+/// Sends an empty chat request until one is refused (within 2 s); returns
+/// its status, `Connection` header and body.
+async fn refused_while_draining(chat_url: &str) -> (StatusCode, Option<String>, serde_json::Value) {
+    for _ in 0..100 {
+        let answer = reqwest::Client::new()
+            .post(format!("{chat_url}/chat"))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        if answer.status() == StatusCode::SERVICE_UNAVAILABLE {
+            let connection = answer
+                .headers()
+                .get("connection")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return (answer.status(), connection, answer.json().await.unwrap());
+        }
+        assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no request was refused within 2 s of SIGTERM");
 }

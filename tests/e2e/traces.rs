@@ -1,6 +1,6 @@
 //! Traces and logs across processes: one W3C trace id from the client
-//! through gateway, chat, session and the LLM, in every service's ECS log
-//! lines and back in the response headers; spans exported over OTLP/HTTP
+//! through gateway, chat and the LLM (and session, for a session read), in
+//! every service's ECS log lines and back in the response headers; spans exported over OTLP/HTTP
 //! and logs written to rotated files when so configured.
 
 use std::time::{Duration, Instant};
@@ -61,6 +61,19 @@ async fn one_trace_id_runs_through_every_service_and_back_to_the_client() {
         "the gateway's own span is named: {traceparent}"
     );
     let answer: Value = response.json().await.unwrap();
+    // Reading the conversation back goes through the session service.
+    let read = stack
+        .http
+        .get(format!(
+            "{}/api/sessions/{}",
+            stack.gateway.base_url(),
+            answer["session_id"].as_str().unwrap()
+        ))
+        .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN_ID}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
 
     for process in [&stack.gateway, &stack.chat, &stack.session, &stack.sim] {
         let lines = lines_with_trace(process, TRACE_ID).await;

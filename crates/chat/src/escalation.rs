@@ -8,10 +8,8 @@ use std::time::Duration;
 
 use chatbot_common::config::N8nSettings;
 use chatbot_common::error::ErrorChain;
-use chatbot_common::server::MainRuntime;
+use chatbot_common::server::Inflight;
 use serde::Serialize;
-use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
@@ -41,8 +39,7 @@ pub struct UrgentMessage {
 #[derive(Clone)]
 pub struct Escalator {
     target: Option<(String, reqwest::Client, Duration)>,
-    tasks: TaskTracker,
-    runtime: MainRuntime,
+    inflight: Inflight,
     metrics: Metrics,
 }
 
@@ -51,8 +48,7 @@ impl Escalator {
     pub fn new(
         settings: &N8nSettings,
         client: reqwest::Client,
-        tasks: TaskTracker,
-        runtime: MainRuntime,
+        inflight: Inflight,
         metrics: Metrics,
     ) -> Self {
         let target = settings.enabled.then(|| {
@@ -64,8 +60,7 @@ impl Escalator {
         });
         Self {
             target,
-            tasks,
-            runtime,
+            inflight,
             metrics,
         }
     }
@@ -93,8 +88,8 @@ impl Escalator {
                 }
             }
         };
-        // With the exchange's span: the post carries its trace, and so do its logs.
-        let post = post.instrument(tracing::Span::current());
-        self.tasks.spawn_on(post, self.runtime.handle());
+        // With the exchange's span: the post carries its trace, and so do its
+        // logs; shutdown lets it finish (it is bounded by n8n.timeout_ms).
+        self.inflight.spawn(post);
     }
 }

@@ -1,20 +1,18 @@
 //! One chat exchange, from the validated request to the stored row.
 //!
 //! [`Exchange::prepare`] validates, resolves the session and its history and
-//! classifies the message; the LLM call then runs in a tracked background
-//! task, so a client that hangs up never cancels the write of its exchange;
-//! [`Exchange::finish`] stores the row (failures included), appends the turns
-//! to the session and escalates urgent messages.
+//! classifies the message; the LLM call then runs as
+//! [`Inflight`] work, so a client that hangs up never cancels the write of its
+//! exchange; [`Exchange::finish`] stores the row (failures included) while it
+//! appends the turns to the session, and escalates urgent messages.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatbot_common::api::{ChatRequest, ChatResponse, MessageType, Role, Turn, Urgency, Usage};
 use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
-use chatbot_common::server::MainRuntime;
+use chatbot_common::server::Inflight;
 use chrono::{DateTime, Utc};
-use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::classify::Classifier;
@@ -22,7 +20,7 @@ use crate::db::{MessageRow, MessageWriter};
 use crate::escalation::{Escalator, UrgentMessage};
 use crate::llm::{LlmClient, LlmError, LlmMessage, LlmOutcome};
 use crate::metrics::Metrics;
-use crate::sessions::{Lookup, SessionClient};
+use crate::sessions::{Lookup, Sessions};
 
 /// Everything an exchange needs, built once at start-up.
 pub struct Exchange {
@@ -36,18 +34,16 @@ pub struct Exchange {
     pub classifier: Classifier,
     /// The LLM.
     pub llm: LlmClient,
-    /// The session service.
-    pub sessions: SessionClient,
+    /// Conversation history in Redis.
+    pub sessions: Sessions,
     /// PostgreSQL writes with retry.
     pub writer: MessageWriter,
     /// n8n escalation.
     pub escalator: Escalator,
     /// Instruments.
     pub metrics: Metrics,
-    /// Background work that shutdown waits for.
-    pub tasks: TaskTracker,
-    /// Where that work runs (see [`MainRuntime`]).
-    pub runtime: MainRuntime,
+    /// Exchanges in progress, which shutdown lets finish.
+    pub inflight: Inflight,
     /// Log message and reply texts (`log.include_message_text`).
     pub log_message_text: bool,
 }
@@ -136,7 +132,7 @@ impl Exchange {
 
     fn degraded(&self, error: &ApiError) {
         self.metrics.error(error.code.as_str(), "session");
-        tracing::warn!(error = %error.message, "session service unavailable; answering without history");
+        tracing::warn!(error = %error.message, "session store unavailable; answering without history");
     }
 
     /// Calls the LLM, handing tokens to `on_token`.
@@ -165,9 +161,16 @@ impl Exchange {
         let elapsed = prepared.started.elapsed();
         let response_time_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         let result = result.map_err(|e| e.to_api());
-        self.writer
-            .write(row(&prepared, &result, self.llm.model(), response_time_ms))
-            .await;
+        // The row and the session turns are independent: store both at once.
+        let stored = self
+            .writer
+            .write(row(&prepared, &result, self.llm.model(), response_time_ms));
+        let remembered = async {
+            if let Ok(outcome) = &result {
+                self.remember(&prepared, &outcome.reply).await;
+            }
+        };
+        tokio::join!(stored, remembered);
         self.metrics.message(prepared.kind, prepared.urgency);
         if let Err(error) = &result {
             self.metrics.error(error.code.as_str(), "llm");
@@ -176,7 +179,6 @@ impl Exchange {
             self.escalator.escalate(urgent(&prepared));
         }
         let outcome = result?;
-        self.remember(&prepared, &outcome.reply).await;
         self.log_processed(&prepared, &outcome.reply, response_time_ms);
         Ok(ChatResponse {
             session_id: prepared.session_id,
@@ -222,10 +224,10 @@ impl Exchange {
             turn(Role::User, &prepared.message),
             turn(Role::Assistant, reply),
         ];
-        let create_for = prepared.new_session.then(|| prepared.user_id.clone());
+        let create_for = prepared.new_session.then_some(prepared.user_id.as_str());
         if let Err(error) = self
             .sessions
-            .append(prepared.session_id, turns, create_for)
+            .append(prepared.session_id, &turns, create_for)
             .await
         {
             self.metrics.error(error.code.as_str(), "session");
@@ -234,26 +236,25 @@ impl Exchange {
         }
     }
 
-    /// Runs prepare-to-finish for a non-streamed request in a tracked task,
-    /// so the exchange is stored even if the client hangs up.
-    /// Also returns how long the LLM call took, so the gateway can tell the
+    /// Runs a non-streamed request from start to stored row as [`Inflight`]
+    /// work, so the exchange is stored even if the client hangs up. Also
+    /// returns how long the LLM call took, so the gateway can tell the
     /// service's own overhead from the time spent waiting on the model.
     pub async fn run(
         self: Arc<Self>,
-        prepared: Prepared,
+        request: ChatRequest,
+        started: Instant,
     ) -> Result<(ChatResponse, Duration), ApiError> {
         let this = self.clone();
-        let task = self.tasks.spawn_on(
-            async move {
-                let started = Instant::now();
+        self.inflight
+            .run(async move {
+                let prepared = this.prepare(request, started).await?;
+                let llm_started = Instant::now();
                 let result = this.generate(&prepared, |_| {}).await;
-                let llm_time = started.elapsed();
+                let llm_time = llm_started.elapsed();
                 this.finish(prepared, result).await.map(|r| (r, llm_time))
-            }
-            .instrument(tracing::Span::current()),
-            self.runtime.handle(),
-        );
-        task.await.map_err(|e| ApiError::internal(&e))?
+            })
+            .await
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 use chatbot_common::config::Settings;
 use chatbot_common::error::ErrorChain;
 use chatbot_common::health::check_fn;
-use chatbot_common::server::{MainRuntime, RunningService, ServiceBuilder};
+use chatbot_common::server::{Inflight, RunningService, ServiceBuilder};
 use chatbot_common::telemetry;
 use chatbot_common::upstream::{Upstream, http_client};
 use tokio_util::task::TaskTracker;
@@ -36,6 +36,9 @@ pub enum StartError {
     /// The database could not be set up.
     #[error("database: {}", ErrorChain(.0))]
     Database(#[from] db::DbError),
+    /// The Redis pool could not be built.
+    #[error("redis: {}", ErrorChain(.0))]
+    Redis(#[from] chatbot_common::pools::PoolSetupError),
     /// The listener could not be bound.
     #[error("could not listen: {0}")]
     Io(#[from] std::io::Error),
@@ -49,7 +52,9 @@ const MIGRATION_PATIENCE: Duration = Duration::from_secs(30);
 pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
     let pool = db::pool(&settings.database)?;
     if settings.database.migrate_on_start {
-        migrate_with_patience(&pool).await?;
+        // A pool of its own: the connections requests use are opened on the
+        // HTTP worker that uses them (see `server::Inflight`).
+        migrate_with_patience(&db::pool(&settings.database)?).await?;
     }
     let tasks = TaskTracker::new();
     let meter = telemetry::init_metrics("chat");
@@ -57,7 +62,21 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
     chatbot_common::pools::export_usage(&meter, "postgres", move || {
         chatbot_common::pools::postgres_usage(&usage)
     });
-    let exchange = Arc::new(exchange(settings, pool.clone(), &tasks, &meter)?);
+    let store = session::store::SessionStore::connect(&settings.redis, &settings.session)?;
+    let usage = store.pool().clone();
+    chatbot_common::pools::export_usage(&meter, "redis", move || {
+        chatbot_common::pools::redis_usage(&usage)
+    });
+    let sessions = sessions::Sessions::new(store);
+    let inflight = Inflight::default();
+    let exchange = Arc::new(exchange(
+        settings,
+        pool.clone(),
+        sessions,
+        &tasks,
+        &inflight,
+        &meter,
+    )?);
     let state = Arc::new(routes::State {
         exchange: exchange.clone(),
         max_body_bytes: settings.gateway.max_body_bytes,
@@ -79,6 +98,7 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
         }))
         .openapi(openapi::document(settings.chat.max_message_chars))
         .tasks(tasks)
+        .inflight(inflight)
         .bind(move |cfg| routes::configure(cfg, state.clone()))?)
 }
 
@@ -86,11 +106,12 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
 fn exchange(
     settings: &Settings,
     pool: deadpool_postgres::Pool,
+    sessions: sessions::Sessions,
     tasks: &TaskTracker,
+    inflight: &Inflight,
     meter: &opentelemetry::metrics::Meter,
 ) -> Result<exchange::Exchange, StartError> {
     let chat = &settings.chat;
-    let runtime = MainRuntime::current();
     let client = http_client(chat.timeouts.connect());
     let metrics = metrics::Metrics::new(meter, &chat.model);
     let upstream = |name, url: &str| Upstream::new(name, url, client.clone());
@@ -104,18 +125,16 @@ fn exchange(
             chat.model.clone(),
             chat.timeouts,
         ),
-        sessions: sessions::SessionClient::new(upstream("session", &chat.session_url)),
+        sessions,
         writer: db::MessageWriter::start(pool, chat.write_retry_queue, tasks),
         escalator: escalation::Escalator::new(
             &settings.n8n,
             client.clone(),
-            tasks.clone(),
-            runtime.clone(),
+            inflight.clone(),
             metrics.clone(),
         ),
         metrics,
-        tasks: tasks.clone(),
-        runtime,
+        inflight: inflight.clone(),
         log_message_text: settings.log.include_message_text,
     })
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use chatbot_common::error::ErrorChain;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let settings = chatbot_common::server::start_process("chat");
     let result = match std::env::args().nth(1).as_deref() {

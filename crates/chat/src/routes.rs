@@ -28,7 +28,6 @@ use chatbot_common::error::{ApiError, ErrorCode};
 use chatbot_common::server::resource;
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tracing::Instrument;
 
 use crate::exchange::{Exchange, Prepared};
 
@@ -54,22 +53,11 @@ async fn chat(
     let started = Instant::now();
     let request: ChatRequest = read_json(&req, body, state.max_body_bytes).await?;
     let exchange = state.exchange.clone();
-    let runtime = exchange.runtime.clone();
-    // Session calls, the LLM and the database run on the main runtime (see
-    // `MainRuntime`); this worker only reads the request and writes the answer.
     if request.stream {
-        let preparing = exchange.clone();
-        let prepared = runtime
-            .run(async move { preparing.prepare(request, started).await })
-            .await?;
+        let prepared = exchange.prepare(request, started).await?;
         return stream(exchange, prepared).await;
     }
-    let (response, llm_time) = runtime
-        .run(async move {
-            let prepared = exchange.prepare(request, started).await?;
-            exchange.run(prepared).await
-        })
-        .await?;
+    let (response, llm_time) = exchange.run(request, started).await?;
     Ok(HttpResponse::Ok()
         .insert_header(llm_wait_header(llm_time))
         .json(response))
@@ -121,10 +109,7 @@ async fn stream(exchange: Arc<Exchange>, prepared: Prepared) -> Result<HttpRespo
         };
         let _ = tx.send(last);
     };
-    exchange.tasks.spawn_on(
-        exchange_task.instrument(tracing::Span::current()),
-        exchange.runtime.handle(),
-    );
+    exchange.inflight.spawn(exchange_task);
     let waiting = Instant::now();
     let first = match rx.recv().await {
         Some(Event::Failed(error)) => return Err(error),

@@ -1,82 +1,80 @@
-//! The chat service's client of the session service.
+//! Conversation history, read and appended straight in Redis.
 //!
-//! Redis holds conversation context, not the record: when the session service
-//! is down, chat still answers (without history) and still stores the
-//! exchange in PostgreSQL. Only "this session does not exist" stops a request.
+//! The session service owns the session API and the Redis layout
+//! ([`session::store`]); chat uses that same module as a library on the hot
+//! path instead of two HTTP calls to the session service per message, which
+//! cost more CPU than everything else chat does (docs/performance.md).
+//!
+//! Redis holds conversation context, not the record: when Redis is down, chat
+//! still answers (without history) and still stores the exchange in
+//! PostgreSQL. Only "this session does not exist" stops a request.
 
-use chatbot_common::api::{AppendTurns, SessionView, Turn};
-use chatbot_common::error::{ApiError, ErrorCode};
-use chatbot_common::upstream::Upstream;
-use reqwest::StatusCode;
+use chatbot_common::api::{SessionView, Turn};
+use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
+use session::store::{SessionStore, StoreError};
 use uuid::Uuid;
 
-/// What the session service said about a session.
+/// What the store said about a session.
 #[derive(Debug)]
 pub enum Lookup {
     /// The session and its turns.
     Found(SessionView),
     /// It does not exist, has expired, or belongs to someone else.
     Missing,
-    /// The session service could not answer; go on without history.
+    /// The store could not answer; go on without history.
     Unavailable(ApiError),
 }
 
-/// Calls the session service.
-#[derive(Debug, Clone)]
-pub struct SessionClient {
-    upstream: Upstream,
+/// Sessions, as chat uses them.
+pub struct Sessions {
+    store: SessionStore,
 }
 
-impl SessionClient {
-    /// A client of the session service behind `upstream`.
-    pub fn new(upstream: Upstream) -> Self {
-        Self { upstream }
+impl Sessions {
+    /// Sessions in `store`.
+    pub fn new(store: SessionStore) -> Self {
+        Self { store }
+    }
+
+    /// The store, for its pool's usage metrics.
+    pub fn store(&self) -> &SessionStore {
+        &self.store
     }
 
     /// Fetches a session and checks that it belongs to `user_id`.
     pub async fn lookup(&self, id: Uuid, user_id: &str) -> Lookup {
-        let path = format!("/sessions/{id}");
-        let response = match self.upstream.get(&path).send().await {
-            Ok(r) => r,
-            Err(e) => return Lookup::Unavailable(self.upstream.transport_error(&e)),
-        };
-        if response.status() == StatusCode::NOT_FOUND {
-            return Lookup::Missing;
-        }
-        if !response.status().is_success() {
-            return Lookup::Unavailable(self.upstream.error_from(response).await);
-        }
-        match response.json::<SessionView>().await {
-            Ok(session) if session.user_id == user_id => Lookup::Found(session),
+        match self.store.get(id).await {
+            Ok(Some(session)) if session.user_id == user_id => Lookup::Found(session),
             Ok(_) => Lookup::Missing,
-            Err(e) => Lookup::Unavailable(self.upstream.transport_error(&e)),
+            Err(error) => Lookup::Unavailable(unavailable(&error)),
         }
     }
 
     /// Appends the turns of one exchange; `create_for` starts a new session
-    /// for that user in the same call.
+    /// for that user in the same step.
     pub async fn append(
         &self,
         id: Uuid,
-        turns: Vec<Turn>,
-        create_for: Option<String>,
+        turns: &[Turn],
+        create_for: Option<&str>,
     ) -> Result<(), ApiError> {
-        let response = self
-            .upstream
-            .post(&format!("/sessions/{id}/turns"))
-            .json(&AppendTurns { turns, create_for })
-            .send()
-            .await
-            .map_err(|e| self.upstream.transport_error(&e))?;
-        if response.status().is_success() {
-            Ok(())
-        } else if response.status() == StatusCode::NOT_FOUND {
-            Err(ApiError::new(
+        match self.store.append(id, turns, create_for).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(ApiError::new(
                 ErrorCode::SessionNotFound,
                 format!("session {id} expired during the exchange"),
-            ))
-        } else {
-            Err(self.upstream.error_from(response).await)
+            )),
+            Err(error) => Err(unavailable(&error)),
         }
     }
+}
+
+fn unavailable(error: &StoreError) -> ApiError {
+    ApiError::new(
+        ErrorCode::ServiceUnavailable,
+        format!(
+            "the session store (Redis) is unavailable: {}",
+            ErrorChain(error)
+        ),
+    )
 }

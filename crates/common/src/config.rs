@@ -317,8 +317,6 @@ impl Default for GatewaySettings {
 pub struct ChatSettings {
     /// Listener.
     pub server: ServerSettings,
-    /// Base URL of the session service.
-    pub session_url: String,
     /// The Ollama model to chat with.
     pub model: String,
     /// System prompt sent first in every conversation.
@@ -340,7 +338,6 @@ impl Default for ChatSettings {
     fn default() -> Self {
         Self {
             server: ServerSettings::on(3002),
-            session_url: "http://127.0.0.1:3003".into(),
             model: "llama3.2:1b".into(),
             system_prompt: "You are a helpful, concise customer-support assistant.".into(),
             max_message_chars: 4000,

@@ -3,8 +3,8 @@
 //!
 //! Connections open lazily, and every wait (for a free connection, to
 //! connect, to recycle) is bounded by the configured timeout, so a dead
-//! dependency fails a request quickly instead of hanging it. Connections must
-//! be opened from the main runtime (see [`crate::server::MainRuntime`]).
+//! dependency fails a request quickly instead of hanging it. A connection
+//! lives on the runtime that opened it (see [`crate::server::Inflight`]).
 
 use std::time::Duration;
 

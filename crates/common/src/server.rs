@@ -7,6 +7,7 @@
 //!     .readiness(check)            // one per required dependency
 //!     .openapi(document)           // served at /openapi.json
 //!     .tasks(tracker)              // background work to wait for at shutdown
+//!     .inflight(inflight)          // per-request work that outlives its client
 //!     .bind(move |cfg| routes(cfg, state.clone()))?  // binds, logs the real port
 //!     .run_until_stopped().await   // SIGTERM/SIGINT: drain, then exit
 //! ```
@@ -14,17 +15,27 @@
 //! The common routes (`/livez`, `/readyz`, `/metrics`, `/openapi.json`), the
 //! JSON 404 for unknown routes and the request metrics middleware are added
 //! here, so no service repeats them.
+//!
+//! Threads: a request is handled from start to end on the HTTP worker thread
+//! that accepted it, outbound calls included (see [`Inflight`]); the
+//! process's own runtime runs only background loops.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::from_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::ConnectionType;
+use actix_web::middleware::{Next, from_fn};
+use actix_web::web::Bytes;
 use actix_web::{App, HttpResponse, HttpServer, Resource, ResponseError, web};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::Instrument;
 
 use crate::config::{ServerSettings, Settings};
@@ -32,39 +43,39 @@ use crate::error::{ApiError, ErrorCode};
 use crate::health::{ReadinessCheck, run_checks};
 use crate::{telemetry, trace_context};
 
-/// The runtime a service was built on (the process's multi-threaded one).
+/// Work a request starts that must run to its end even when the client
+/// hangs up: a chat exchange (its row is stored whatever happens), an
+/// escalation post.
 ///
-/// actix-web runs every worker on its own single-threaded runtime, and a
-/// worker's runtime, with every connection it opened, ends when that worker
-/// stops. Pooled connections (PostgreSQL, Redis, HTTP) are shared by all
-/// workers, so they must never be opened from a worker: every outbound call
-/// runs here, through [`MainRuntime::run`] or a task spawned on
-/// [`MainRuntime::handle`]. Graceful shutdown then cannot cut a connection
-/// that an in-flight request still uses.
-#[derive(Debug, Clone)]
-pub struct MainRuntime(tokio::runtime::Handle);
+/// It runs on the runtime of the caller, which for a request is the HTTP
+/// worker's own thread: a request never hands its I/O to another thread (on
+/// a 2-core machine those hand-offs cost about a third of each service's
+/// CPU in context switches). Graceful shutdown waits for this work before
+/// any worker stops (see [`RunningService::run_until_stopped`]), so the
+/// connections it uses, which live on the worker that opened them, outlast
+/// it.
+#[derive(Debug, Clone, Default)]
+pub struct Inflight(TaskTracker);
 
-impl MainRuntime {
-    /// The runtime of the caller (call it from `build`, not from a handler).
-    pub fn current() -> Self {
-        Self(tokio::runtime::Handle::current())
+impl Inflight {
+    /// Starts `work` on the current runtime, with the caller's span (so its
+    /// logs and calls keep the request's trace).
+    pub fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.spawn(work.instrument(tracing::Span::current()))
     }
 
-    /// The handle, to spawn background tasks on.
-    pub fn handle(&self) -> &tokio::runtime::Handle {
-        &self.0
-    }
-
-    /// Runs `work` on this runtime and waits for it. The work goes on even if
-    /// the waiting request is dropped (a client hanging up).
+    /// Runs `work` to its end and waits for it. The work goes on even if the
+    /// waiting request is dropped (a client hanging up).
     pub async fn run<T, F>(&self, work: F) -> Result<T, ApiError>
     where
         F: Future<Output = Result<T, ApiError>> + Send + 'static,
         T: Send + 'static,
     {
-        // The span goes along, so the work's logs and calls keep the trace.
-        let work = work.instrument(tracing::Span::current());
-        match self.0.spawn(work).await {
+        match self.spawn(work).await {
             Ok(result) => result,
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             Err(_) => Err(ApiError::new(
@@ -72,6 +83,12 @@ impl MainRuntime {
                 "the service is shutting down",
             )),
         }
+    }
+
+    /// Waits until no work is running (new work may still start meanwhile).
+    async fn settle(&self) {
+        self.0.close();
+        self.0.wait().await;
     }
 }
 
@@ -91,6 +108,7 @@ pub struct ServiceBuilder {
     checks: Vec<Arc<dyn ReadinessCheck>>,
     openapi: serde_json::Value,
     tasks: TaskTracker,
+    inflight: Inflight,
 }
 
 /// A bound, not yet running, service.
@@ -99,6 +117,8 @@ pub struct RunningService {
     addr: SocketAddr,
     server: Server,
     tasks: TaskTracker,
+    inflight: Inflight,
+    draining: Arc<AtomicBool>,
     grace: Duration,
     on_stop: Vec<CancellationToken>,
 }
@@ -107,7 +127,8 @@ pub struct RunningService {
 struct Common {
     checks: Arc<[Arc<dyn ReadinessCheck>]>,
     openapi: Arc<serde_json::Value>,
-    runtime: MainRuntime,
+    draining: Arc<AtomicBool>,
+    inflight: Inflight,
 }
 
 impl ServiceBuilder {
@@ -119,6 +140,7 @@ impl ServiceBuilder {
             checks: Vec::new(),
             openapi: serde_json::json!({}),
             tasks: TaskTracker::new(),
+            inflight: Inflight::default(),
         }
     }
 
@@ -140,6 +162,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// Per-request work that shutdown lets finish before stopping the
+    /// workers (see [`Inflight`]).
+    pub fn inflight(mut self, inflight: Inflight) -> Self {
+        self.inflight = inflight;
+        self
+    }
+
     /// Binds the listener and builds the server with the service's routes.
     pub fn bind<F>(self, routes: F) -> io::Result<RunningService>
     where
@@ -148,11 +177,14 @@ impl ServiceBuilder {
         let common = Common {
             checks: self.checks.into(),
             openapi: Arc::new(self.openapi),
-            runtime: MainRuntime::current(),
+            draining: Arc::default(),
+            inflight: self.inflight.clone(),
         };
+        let draining = common.draining.clone();
         let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(track_requests))
                 .wrap(from_fn(telemetry::http_metrics))
                 .wrap(from_fn(trace_context::trace_requests))
                 .app_data(web::Data::new(common.clone()))
@@ -179,6 +211,8 @@ impl ServiceBuilder {
             addr,
             server: server.run(),
             tasks: self.tasks,
+            inflight: self.inflight,
+            draining,
             grace,
             on_stop: Vec::new(),
         })
@@ -208,22 +242,39 @@ impl RunningService {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM or SIGINT (or [`ServerHandle::stop`]): then stops
-    /// accepting, drains in-flight requests and background tasks within the
-    /// grace period, and flushes metrics.
+    /// Serves until SIGTERM or SIGINT (or [`ServerHandle::stop`]), then
+    /// shuts down in order, within the grace period at each step:
+    ///
+    /// 1. draining: new requests get 503 `service_unavailable` with
+    ///    `Connection: close` (and `/readyz` fails), `/livez` and `/metrics`
+    ///    still answer; in-flight requests and their [`Inflight`] work (an
+    ///    exchange whose client hung up) run to their end;
+    /// 2. the HTTP workers stop, once their in-flight responses are sent;
+    /// 3. background tasks finish, and traces are flushed.
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let handle = self.server.handle();
-        let name = self.name;
+        let (name, grace) = (self.name, self.grace);
+        let (draining, inflight) = (self.draining.clone(), self.inflight.clone());
         let watcher = tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!(service = name, "shutdown requested; draining");
+            draining.store(true, Ordering::Relaxed);
+            if tokio::time::timeout(grace, inflight.settle())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    service = name,
+                    "requests still running after the grace period"
+                );
+            }
             handle.stop(true).await;
         });
         let result = self.server.await;
         watcher.abort();
         self.on_stop.iter().for_each(CancellationToken::cancel);
         self.tasks.close();
-        if tokio::time::timeout(self.grace, self.tasks.wait())
+        if tokio::time::timeout(grace, self.tasks.wait())
             .await
             .is_err()
         {
@@ -235,6 +286,69 @@ impl RunningService {
         tracing::info!(service = name, "stopped");
         telemetry::flush_traces();
         result
+    }
+}
+
+/// Middleware: counts every request as [`Inflight`] until its response body
+/// is sent (so a stream being relayed holds shutdown back), and while
+/// draining answers every request but `/livez` and `/metrics` with 503 and
+/// closes the connection, so clients and load balancers go elsewhere while
+/// in-flight work finishes.
+async fn track_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<Guarded>>, actix_web::Error> {
+    let Some(common) = req.app_data::<web::Data<Common>>().cloned() else {
+        return next.call(req).await.map(|r| {
+            r.map_body(|_, body| Guarded::new(body, None))
+                .map_into_left_body()
+        });
+    };
+    if common.draining.load(Ordering::Relaxed) && !matches!(req.path(), "/livez" | "/metrics") {
+        let mut response = ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "the service is shutting down",
+        )
+        .error_response();
+        response
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    let token = common.inflight.0.token();
+    let response = next.call(req).await?;
+    Ok(response
+        .map_body(move |_, body| Guarded::new(body, Some(token)))
+        .map_into_left_body())
+}
+
+/// A response body that holds its request's [`Inflight`] token until sent.
+struct Guarded {
+    body: BoxBody,
+    _token: Option<TaskTrackerToken>,
+}
+
+impl Guarded {
+    fn new(body: impl MessageBody + 'static, token: Option<TaskTrackerToken>) -> Self {
+        Self {
+            body: body.boxed(),
+            _token: token,
+        }
+    }
+}
+
+impl MessageBody for Guarded {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_next(cx)
     }
 }
 
@@ -290,15 +404,11 @@ async fn livez() -> HttpResponse {
 }
 
 async fn readyz(common: web::Data<Common>) -> HttpResponse {
-    let checks = common.checks.clone();
-    let report = common
-        .runtime
-        .run(async move { Ok(run_checks(&checks, READINESS_TIMEOUT).await) })
-        .await;
-    match report {
-        Ok(report) if report.is_ready() => HttpResponse::Ok().json(report),
-        Ok(report) => HttpResponse::ServiceUnavailable().json(report),
-        Err(error) => error.error_response(),
+    let report = run_checks(&common.checks, READINESS_TIMEOUT).await;
+    if report.is_ready() {
+        HttpResponse::Ok().json(report)
+    } else {
+        HttpResponse::ServiceUnavailable().json(report)
     }
 }
 

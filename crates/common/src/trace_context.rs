@@ -11,7 +11,7 @@
 //!   and its siblings do it for every call between services.
 //!
 //! Spawned work keeps the trace only if it carries the span:
-//! [`MainRuntime::run`](crate::server::MainRuntime::run) does, and tasks
+//! [`Inflight::spawn`](crate::server::Inflight::spawn) does, and tasks
 //! spawned elsewhere use `.instrument(tracing::Span::current())`.
 
 use std::pin::Pin;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chatbot_common::config::Settings;
 use chatbot_common::health::check_fn;
-use chatbot_common::server::{MainRuntime, RunningService, ServiceBuilder};
+use chatbot_common::server::{RunningService, ServiceBuilder};
 use chatbot_common::upstream::{Upstream, http_client};
 
 /// Builds the gateway and binds its listener.
@@ -31,7 +31,6 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
         max_body_bytes: gw.max_body_bytes,
         max_message_chars: settings.chat.max_message_chars,
         upstream_timeout: Duration::from_secs(gw.upstream_timeout_secs),
-        runtime: MainRuntime::current(),
     });
     let (chat, session) = (state.chat.clone(), state.session.clone());
     ServiceBuilder::new("gateway", &gw.server)

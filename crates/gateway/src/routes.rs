@@ -8,7 +8,6 @@
 //!
 //! Requests are validated here first; upstream errors in our JSON format pass
 //! through unchanged, and an unreachable or slow upstream becomes 503 or 504.
-//! Upstream calls run on the main runtime (see [`MainRuntime`]).
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chatbot_common::api::{ChatRequest, parse_session_id};
 use chatbot_common::body::read_json;
 use chatbot_common::error::ApiError;
-use chatbot_common::server::{MainRuntime, resource};
+use chatbot_common::server::resource;
 use chatbot_common::upstream::Upstream;
 use reqwest::Method;
 
@@ -32,8 +31,6 @@ pub struct State {
     pub max_message_chars: usize,
     /// Bound of a non-streamed upstream call.
     pub upstream_timeout: Duration,
-    /// Where upstream calls run.
-    pub runtime: MainRuntime,
     /// The health aggregator, whose verdict `/health` serves.
     pub aggregator: Upstream,
     /// Whether `/health` shows per-component details.
@@ -66,11 +63,7 @@ async fn chat(
     if !request.stream {
         call = call.timeout(state.upstream_timeout);
     }
-    let chat = state.chat.clone();
-    let relayed = state
-        .runtime
-        .run(async move { chat.forward(call).await })
-        .await?;
+    let relayed = state.chat.forward(call).await?;
     let waited = relayed.llm_wait();
     let mut response = relayed.into_response();
     state
@@ -85,14 +78,11 @@ async fn session_call(
     raw_id: &str,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_session_id(raw_id)?;
-    let session = state.session.clone();
-    let call = session
+    let call = state
+        .session
         .request(method, &format!("/sessions/{id}"))
         .timeout(state.upstream_timeout);
-    let relayed = state
-        .runtime
-        .run(async move { session.forward(call).await })
-        .await?;
+    let relayed = state.session.forward(call).await?;
     Ok(relayed.into_response())
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use chatbot_common::config::Settings;
-use chatbot_common::server::{MainRuntime, RunningService, ServiceBuilder, resource};
+use chatbot_common::server::{RunningService, ServiceBuilder, resource};
 use chatbot_common::telemetry;
 use chatbot_common::upstream::{Upstream, http_client};
 use serde_json::json;
@@ -55,7 +55,6 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
             .iter()
             .map(|(name, url)| (name.clone(), Upstream::new("service", url, client.clone())))
             .collect(),
-        runtime: MainRuntime::current(),
     });
     let service = ServiceBuilder::new("health-aggregator", &agg.server)
         .openapi(document())
@@ -143,19 +142,13 @@ struct State {
     poller: Poller,
     max_age: u64,
     services: Vec<(String, Upstream)>,
-    runtime: MainRuntime,
 }
 
 /// `GET /metrics/all`: every service's metrics and the aggregator's own, each
 /// sample labelled `service`, in one exposition. A service that cannot be
 /// scraped is left out and counted in `chatbot_federation_scrape_up`.
 async fn all_metrics(state: web::Data<State>) -> HttpResponse {
-    let services = state.services.clone();
-    let gathered = state
-        .runtime
-        .run(async move { Ok(scrape_all(services).await) })
-        .await
-        .unwrap_or_default();
+    let gathered = scrape_all(state.services.clone()).await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(gathered)

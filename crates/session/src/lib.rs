@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use chatbot_common::config::Settings;
 use chatbot_common::health::check_fn;
-use chatbot_common::server::{MainRuntime, RunningService, ServiceBuilder};
+use chatbot_common::server::{RunningService, ServiceBuilder};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -31,11 +31,17 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     let tasks = TaskTracker::new();
     let stop = CancellationToken::new();
     let meter = chatbot_common::telemetry::init_metrics("session");
-    tasks.spawn(metrics::register(&meter, store.clone(), stop.clone()));
-    let state = routes::State {
-        store,
-        runtime: MainRuntime::current(),
-    };
+    // The count runs on the process's runtime, with connections of its own:
+    // requests keep theirs on the HTTP worker (see `server::Inflight`).
+    let counting = store::SessionStore::connect(&settings.redis, &settings.session)
+        .map_err(std::io::Error::other)?;
+    tasks.spawn(metrics::register(
+        &meter,
+        store.clone(),
+        counting,
+        stop.clone(),
+    ));
+    let state = routes::State { store };
     ServiceBuilder::new("session", &settings.session.server)
         .readiness(check_fn("redis", move || {
             let store = ping.clone();

@@ -1,6 +1,6 @@
 //! The session service binary: load config, start telemetry, build, run.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
     let settings = chatbot_common::server::start_process("session");
     session::build(&settings)?.run_until_stopped().await

@@ -20,10 +20,12 @@ use crate::store::SessionStore;
 /// How often the active-session count is refreshed.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
-/// Registers the instruments; returns the loop that keeps the count fresh.
+/// Registers the instruments (the pool usage of `store`); returns the loop
+/// that keeps the count fresh through `counting`.
 pub fn register(
     meter: &Meter,
     store: Arc<SessionStore>,
+    counting: SessionStore,
     stop: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
     let active = Arc::new(AtomicU64::new(0));
@@ -35,10 +37,10 @@ pub fn register(
         .build();
     let pool = store.pool().clone();
     export_usage(meter, "redis", move || redis_usage(&pool));
-    refresh(store, active, stop)
+    refresh(counting, active, stop)
 }
 
-async fn refresh(store: Arc<SessionStore>, active: Arc<AtomicU64>, stop: CancellationToken) {
+async fn refresh(store: SessionStore, active: Arc<AtomicU64>, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(REFRESH_EVERY);
     loop {
         tokio::select! {

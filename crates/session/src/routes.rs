@@ -14,7 +14,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chatbot_common::api::{AppendTurns, CreateSession, parse_session_id, validate_user_id};
 use chatbot_common::body::read_json;
 use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
-use chatbot_common::server::{MainRuntime, resource};
+use chatbot_common::server::resource;
 use uuid::Uuid;
 
 use crate::store::{SessionStore, StoreError};
@@ -22,27 +22,21 @@ use crate::store::{SessionStore, StoreError};
 /// Largest accepted body: a few turns of maximum-length messages.
 const MAX_BODY: usize = 1024 * 1024;
 
-/// The store, and the runtime its connections live on.
+/// The store.
 #[derive(Clone)]
 pub struct State {
     /// Sessions in Redis.
     pub store: Arc<SessionStore>,
-    /// Where every Redis call runs (see [`MainRuntime`]).
-    pub runtime: MainRuntime,
 }
 
 impl State {
-    /// Runs one store operation on the main runtime, mapping its failure to 503.
+    /// Runs one store operation, mapping its failure to 503.
     async fn with_store<T, F, Fut>(&self, op: F) -> Result<T, ApiError>
     where
         F: FnOnce(Arc<SessionStore>) -> Fut,
-        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
-        T: Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>>,
     {
-        let work = op(self.store.clone());
-        self.runtime
-            .run(async move { work.await.map_err(|e| unavailable(&e)) })
-            .await
+        op(self.store.clone()).await.map_err(|e| unavailable(&e))
     }
 }
 

@@ -13,6 +13,7 @@
 //! `ZCOUNT` over the live score range, so a count is O(log n).
 //! Every round trip is bounded by `redis.timeout_ms`.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chatbot_common::api::{SessionView, Turn};
@@ -21,6 +22,33 @@ use chrono::{DateTime, Utc};
 use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, AsyncCommands};
 use uuid::Uuid;
+
+/// Appends turns to a session (see [`SessionStore::append`]). Keys: the
+/// session hash, its turns list, the active set. Arguments: the owner to
+/// create it for (empty: do not create), the RFC 3339 time, the idle timeout
+/// in seconds, the turn cap, the session id, the time in ms, then the JSON
+/// turns. Returns the stored turn count, or -1 when the session does not
+/// exist and is not to be created. Sent by hash (`EVALSHA`), loaded on first
+/// use.
+static APPEND: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        if redis.call('EXISTS', KEYS[1]) == 0 then
+            if ARGV[1] == '' then return -1 end
+            redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'created_at', ARGV[2])
+        end
+        if #ARGV > 6 then
+            redis.call('RPUSH', KEYS[2], unpack(ARGV, 7))
+        end
+        redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
+        redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
+        redis.call('EXPIRE', KEYS[1], ARGV[3])
+        redis.call('EXPIRE', KEYS[2], ARGV[3])
+        redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+        return redis.call('LLEN', KEYS[2])
+        ",
+    )
+});
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -196,53 +224,39 @@ impl SessionStore {
         }))
     }
 
-    /// Appends turns, trims to the cap and refreshes the expiry. Returns the
-    /// number of stored turns, or `None` when the session is unknown and
-    /// `create_for` (the owner of a session to create) is not given.
+    /// Appends turns, trims to the cap and refreshes the expiry, in one
+    /// atomic round trip ([`APPEND`]). Returns the number of stored turns,
+    /// or `None` when the session is unknown and `create_for` (the owner of
+    /// a session to create) is not given.
     pub async fn append(
         &self,
         id: Uuid,
         turns: &[Turn],
         create_for: Option<&str>,
     ) -> Result<Option<usize>, StoreError> {
-        let encoded = turns
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let now = Utc::now();
-        let max = isize::try_from(self.max_turns).unwrap_or(isize::MAX);
-        self.bounded(async {
-            let mut conn = self.pool.get().await?;
-            let key = self.key(id);
-            let exists = conn.exists::<_, bool>(&key).await?;
-            let stamp = now.to_rfc3339();
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            match (exists, create_for) {
-                (true, _) => {}
-                (false, Some(user_id)) => {
-                    pipe.hset_multiple(&key, &[("user_id", user_id), ("created_at", &stamp)])
-                        .ignore();
-                }
-                (false, None) => return Ok(None),
-            }
-            let turns_key = self.turns_key(id);
-            if !encoded.is_empty() {
-                pipe.rpush(&turns_key, &encoded).ignore();
-            }
-            let (_, _, _, _, _, len): ((), (), (), (), (), usize) = pipe
-                .ltrim(&turns_key, -max, -1)
-                .hset(&key, "updated_at", now.to_rfc3339())
-                .expire(&key, self.idle_secs())
-                .expire(&turns_key, self.idle_secs())
-                .zadd(self.active_key(), id.to_string(), now.timestamp_millis())
-                .llen(&turns_key)
-                .query_async(&mut conn)
-                .await?;
-            Ok(Some(len))
-        })
-        .await
+        let mut invocation = APPEND.prepare_invoke();
+        invocation
+            .key(self.key(id))
+            .key(self.turns_key(id))
+            .key(self.active_key())
+            .arg(create_for.unwrap_or(""))
+            .arg(Utc::now().to_rfc3339())
+            .arg(self.idle_secs())
+            .arg(self.max_turns)
+            .arg(id.to_string())
+            .arg(Utc::now().timestamp_millis());
+        for turn in turns {
+            let encoded =
+                serde_json::to_string(turn).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            invocation.arg(encoded);
+        }
+        let stored: i64 = self
+            .bounded(async {
+                let mut conn = self.pool.get().await?;
+                Ok(invocation.invoke_async(&mut conn).await?)
+            })
+            .await?;
+        Ok(usize::try_from(stored).ok())
     }
 
     /// Deletes a session; `false` when it did not exist.

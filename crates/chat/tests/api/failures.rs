@@ -154,10 +154,11 @@ async fn a_stream_failing_before_any_token_is_a_plain_json_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_the_session_service_chat_still_answers_and_stores() {
+async fn without_redis_chat_still_answers_and_stores() {
     let closed = test_support::free_port();
     let stack =
-        Stack::start_with(|s| s.chat.session_url = format!("http://127.0.0.1:{closed}")).await;
+        Stack::start_with(|s| s.redis.url = format!("redis://127.0.0.1:{closed}").as_str().into())
+            .await;
     let reply = stack.say("u", "hello", None).await;
     assert!(
         reply["reply"]

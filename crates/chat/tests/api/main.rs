@@ -41,7 +41,6 @@ impl Stack {
         s.chat.timeouts.first_token_ms = 2_000;
         s.chat.timeouts.total_ms = 5_000;
         let session = serve(session::build(&s).unwrap());
-        s.chat.session_url = session.clone();
         tweak(&mut s);
         let db_url = s.database.url.expose().to_owned();
         let chat = serve(chat::build(&s).await.unwrap());

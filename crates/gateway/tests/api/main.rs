@@ -28,7 +28,6 @@ impl Gateway {
         s.database.url = fresh_database_url().await.as_str().into();
         s.ollama.url = sim.url();
         let session = serve(session::build(&s).unwrap());
-        s.chat.session_url = session.clone();
         s.gateway.session_url = session;
         s.gateway.chat_url = serve(chat::build(&s).await.unwrap());
         tweak(&mut s);
