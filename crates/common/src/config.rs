@@ -295,6 +295,9 @@ pub struct GatewaySettings {
     /// Include per-component details in the gateway's `/health`; off, public
     /// callers see only the status.
     pub health_details: bool,
+    /// How long the gateway keeps the aggregator's verdict before asking
+    /// again, in milliseconds; 0 asks on every `/health`.
+    pub health_cache_ms: u64,
 }
 
 impl Default for GatewaySettings {
@@ -307,6 +310,7 @@ impl Default for GatewaySettings {
             upstream_timeout_secs: 180,
             aggregator_url: "http://127.0.0.1:3004".into(),
             health_details: true,
+            health_cache_ms: 1000,
         }
     }
 }

@@ -25,8 +25,11 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     let state = Arc::new(routes::State {
         chat: Upstream::new("chat", &gw.chat_url, client.clone()),
         session: Upstream::new("session", &gw.session_url, client.clone()),
-        aggregator: Upstream::new("health-aggregator", &gw.aggregator_url, client),
-        health_details: gw.health_details,
+        health: health::HealthRelay::new(
+            Upstream::new("health-aggregator", &gw.aggregator_url, client),
+            gw.health_details,
+            Duration::from_millis(gw.health_cache_ms),
+        ),
         overhead: overhead::Overhead::new(&chatbot_common::telemetry::init_metrics("gateway")),
         max_body_bytes: gw.max_body_bytes,
         max_message_chars: settings.chat.max_message_chars,

@@ -31,10 +31,8 @@ pub struct State {
     pub max_message_chars: usize,
     /// Bound of a non-streamed upstream call.
     pub upstream_timeout: Duration,
-    /// The health aggregator, whose verdict `/health` serves.
-    pub aggregator: Upstream,
-    /// Whether `/health` shows per-component details.
-    pub health_details: bool,
+    /// The health aggregator's verdict, which `/health` serves.
+    pub health: crate::health::HealthRelay,
     /// What the service adds to chat requests.
     pub overhead: crate::overhead::Overhead,
 }

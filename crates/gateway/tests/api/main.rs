@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod health;
+
 use chatbot_common::config::Settings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
