@@ -14,7 +14,7 @@ fn the_benchmark_runs_and_writes_its_reports() {
         .arg(crate::repo_root().join("scripts/bench.py"))
         .args(["--profile", &profile.file_name().unwrap().to_string_lossy()])
         .args(["--rate", "20", "--health-rate", "50", "--seconds", "1"])
-        .args(["--search", "20", "--search-seconds", "1"])
+        .args(["--search", "20", "--search-seconds", "1", "--warmup", "1"])
         .arg("--out")
         .arg(&out)
         .output()
@@ -36,6 +36,7 @@ fn the_benchmark_runs_and_writes_its_reports() {
     }
     assert_eq!(results["chat"]["errors"], 0, "{results}");
     assert!(results["chat"]["overhead"]["p50_ms"].as_f64().is_some());
+    assert!(results["search"][0]["sustained"].is_boolean(), "{results}");
     for service in ["gateway", "chat", "session", "health-aggregator"] {
         assert!(results["resources"][service]["rss_mb"].as_f64().unwrap() > 0.0);
     }
