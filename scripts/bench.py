@@ -23,6 +23,7 @@ Writes results.json and results.md into --out. Python 3 standard library only.
 import argparse
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -131,6 +132,17 @@ class Stack:
     def pid(self, name):
         return self.procs[name].pid
 
+    def cpu(self):
+        """CPU seconds so far of each service, of PostgreSQL (all its
+        processes), Redis, the simulator and the load generator (oha, as
+        this script's finished children)."""
+        seconds = {n: cpu_seconds(self.pid(n)) for n in SERVICES + ["ollama-sim", "redis"]}
+        postmaster = int((self.dir / "pg" / "postmaster.pid").read_text().split()[0])
+        seconds["postgres"] = sum(cpu_seconds(pid) for pid in [postmaster] + children(postmaster))
+        own = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds["oha"] = own.ru_utime + own.ru_stime
+        return seconds
+
     def stop(self):
         for proc in self.procs.values():
             proc.terminate()
@@ -181,8 +193,24 @@ def overhead(full, floor):
 
 
 def cpu_seconds(pid):
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it has just exited
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(parent):
+    """Process ids whose parent is `parent`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
 
 
 def rss_mb(pid):
@@ -223,12 +251,12 @@ def measure(stack, args):
     rate, secs = args.rate, args.seconds
     results = {"rate": rate, "seconds": secs}
     results["floor"] = oha(sim + "/api/chat", rate, secs, floor_body())
-    before = {n: cpu_seconds(stack.pid(n)) for n in SERVICES}
-    started = time.time()
+    before, started = stack.cpu(), time.time()
     results["chat"] = oha(gw + "/api/chat", rate, secs, chat_body())
-    wall = time.time() - started
-    results["resources"] = {n: {"cpu_cores": round((cpu_seconds(stack.pid(n)) - before[n]) / wall, 3),
+    wall, after = time.time() - started, stack.cpu()
+    results["resources"] = {n: {"cpu_cores": round((after[n] - before[n]) / wall, 3),
                                 "rss_mb": rss_mb(stack.pid(n))} for n in SERVICES}
+    results["machine_cpu_cores"] = {n: round((after[n] - before[n]) / wall, 3) for n in after}
     results["chat"]["overhead"] = overhead(results["chat"], results["floor"])
     results["stream"] = oha(gw + "/api/chat", rate, secs, chat_body(stream=True))
     results["stream"]["overhead"] = overhead(results["stream"], results["floor"])
@@ -276,6 +304,10 @@ def markdown(r):
     lines = ["# Benchmark results", "", f"Machine: {os.cpu_count()} CPUs; duration {r['seconds']} s a run.", ""]
     lines += rows + ["", "| service | CPU (cores) at the chat run | resident memory MB |", "|---|---|---|"]
     lines += [f"| {n} | {v['cpu_cores']} | {v['rss_mb']} |" for n, v in r["resources"].items()]
+    machine = r["machine_cpu_cores"]
+    lines += ["", "The whole machine during the chat run (cores): " + ", ".join(
+        f"{n} {v}" for n, v in machine.items()) + f"; total {round(sum(machine.values()), 2)} "
+        f"of {os.cpu_count()}"]
     ttft = r["stream"].get("first_token_overhead")
     lines += ["", "Streaming time-to-first-token overhead (first byte through the gateway minus first byte "
               f"from the simulator alone, and the gateway's own histogram as bucket bounds): {ttft}", "",
@@ -297,7 +329,7 @@ def main():
     parser.add_argument("--health-rate", type=int, default=5000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--search", type=lambda s: [int(x) for x in s.split(",") if x],
-                        default=[250, 500, 1000, 1500, 2000, 2500, 3000])
+                        default=[250, 500, 1000, 1500, 2000, 2500, 3000, 4000, 5000])
     parser.add_argument("--search-seconds", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=3,
                         help="seconds at the same rate before every measured run, discarded")
