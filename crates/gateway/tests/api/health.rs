@@ -1,5 +1,6 @@
-//! The gateway's `/health` keeps the aggregator's verdict for
-//! `gateway.health_cache_ms` and refreshes it with one request at a time.
+//! The gateway's `/health`: the aggregator's verdict, kept for
+//! `gateway.health_cache_ms` and refreshed with one request at a time; a 503
+//! verdict when the aggregator cannot be reached.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,26 +46,35 @@ async fn counting_aggregator() -> (String, Arc<AtomicU64>) {
     (url, count)
 }
 
-async fn health(gw: &Gateway) -> Value {
-    let response = gw
-        .http
+async fn get_health(gw: &Gateway) -> reqwest::Response {
+    gw.http
         .get(format!("{}/health", gw.url))
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn health(gw: &Gateway) -> Value {
+    let response = get_health(gw).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["cache-control"], "max-age=30");
     response.json().await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_health_calls_cost_the_aggregator_one_request_per_period() {
+/// A gateway in front of a counting aggregator, keeping verdicts `cache_ms`.
+async fn gateway_keeping_health_for(cache_ms: u64) -> (Gateway, Arc<AtomicU64>) {
     let (aggregator, count) = counting_aggregator().await;
     let gw = Gateway::start(|s| {
         s.gateway.aggregator_url = aggregator;
-        s.gateway.health_cache_ms = 500;
+        s.gateway.health_cache_ms = cache_ms;
     })
     .await;
+    (gw, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_health_calls_cost_the_aggregator_one_request_per_period() {
+    let (gw, count) = gateway_keeping_health_for(500).await;
     let answers = futures::future::join_all((0..50).map(|_| health(&gw))).await;
     assert!(answers.iter().all(|a| a["requests"] == 1), "{answers:?}");
     assert_eq!(count.load(Ordering::SeqCst), 1);
@@ -75,14 +85,28 @@ async fn many_health_calls_cost_the_aggregator_one_request_per_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_cache_every_health_call_asks_the_aggregator() {
-    let (aggregator, count) = counting_aggregator().await;
-    let gw = Gateway::start(|s| {
-        s.gateway.aggregator_url = aggregator;
-        s.gateway.health_cache_ms = 0;
-    })
-    .await;
+    let (gw, count) = gateway_keeping_health_for(0).await;
     for expected in 1..=3 {
         assert_eq!(health(&gw).await["requests"], expected);
     }
     assert_eq!(count.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_without_an_aggregator_is_a_503_verdict() {
+    let closed = test_support::free_port();
+    let gw = Gateway::start(|s| {
+        s.gateway.aggregator_url = format!("http://127.0.0.1:{closed}");
+        s.gateway.health_details = false;
+    })
+    .await;
+    let response = get_health(&gw).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/health+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ERROR");
+    assert!(body.get("services").is_none(), "details are off: {body}");
 }
