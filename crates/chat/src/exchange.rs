@@ -117,8 +117,12 @@ impl Exchange {
             // turns, in the same call that stores them (see `remember`).
             return Ok((Uuid::new_v4(), Vec::new(), true));
         };
-        match self.sessions.lookup(id, &request.user_id).await {
-            Lookup::Found(session) => Ok((id, session.turns, false)),
+        match self
+            .sessions
+            .lookup(id, &request.user_id, self.history_turns)
+            .await
+        {
+            Lookup::Found(turns) => Ok((id, turns, false)),
             Lookup::Missing => Err(ApiError::new(
                 ErrorCode::SessionNotFound,
                 format!("session {id} does not exist or has expired"),

@@ -9,7 +9,7 @@
 //! still answers (without history) and still stores the exchange in
 //! PostgreSQL. Only "this session does not exist" stops a request.
 
-use chatbot_common::api::{SessionView, Turn};
+use chatbot_common::api::Turn;
 use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
 use session::store::{SessionStore, StoreError};
 use uuid::Uuid;
@@ -17,8 +17,8 @@ use uuid::Uuid;
 /// What the store said about a session.
 #[derive(Debug)]
 pub enum Lookup {
-    /// The session and its turns.
-    Found(SessionView),
+    /// The session's last turns, oldest first.
+    Found(Vec<Turn>),
     /// It does not exist, has expired, or belongs to someone else.
     Missing,
     /// The store could not answer; go on without history.
@@ -41,10 +41,10 @@ impl Sessions {
         &self.store
     }
 
-    /// Fetches a session and checks that it belongs to `user_id`.
-    pub async fn lookup(&self, id: Uuid, user_id: &str) -> Lookup {
-        match self.store.get(id).await {
-            Ok(Some(session)) if session.user_id == user_id => Lookup::Found(session),
+    /// The last `last` turns of a session that belongs to `user_id`.
+    pub async fn lookup(&self, id: Uuid, user_id: &str, last: usize) -> Lookup {
+        match self.store.recent(id, last).await {
+            Ok(Some((owner, turns))) if owner == user_id => Lookup::Found(turns),
             Ok(_) => Lookup::Missing,
             Err(error) => Lookup::Unavailable(unavailable(&error)),
         }

@@ -208,11 +208,7 @@ impl SessionStore {
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| StoreError::Corrupt(format!("session {id} {name}: {e}")))
         };
-        let turns = raw_turns
-            .iter()
-            .map(|t| serde_json::from_str::<Turn>(t))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| StoreError::Corrupt(format!("session {id} turn: {e}")))?;
+        let turns = decode_turns(id, &raw_turns)?;
         let updated_at = time("updated_at")?;
         Ok(Some(SessionView {
             session_id: id,
@@ -222,6 +218,33 @@ impl SessionStore {
             expires_at: self.expires_at(updated_at),
             turns,
         }))
+    }
+
+    /// The owner of a session and its last `last` turns (oldest first), in
+    /// one round trip, or `None` when the session is unknown or expired.
+    /// Chat reads this before every answer: only what goes into the prompt.
+    pub async fn recent(
+        &self,
+        id: Uuid,
+        last: usize,
+    ) -> Result<Option<(String, Vec<Turn>)>, StoreError> {
+        let (owner, raw_turns): (Option<String>, Vec<String>) = self
+            .bounded(async {
+                let mut conn = self.pool.get().await?;
+                let mut pipe = redis::pipe();
+                pipe.hget(self.key(id), "user_id");
+                match isize::try_from(last) {
+                    Ok(last) if last > 0 => pipe.lrange(self.turns_key(id), -last, -1),
+                    // LRANGE of "the last 0" would be the whole list.
+                    _ => pipe.lrange(self.turns_key(id), 1, 0),
+                };
+                Ok(pipe.query_async(&mut conn).await?)
+            })
+            .await?;
+        let Some(owner) = owner else {
+            return Ok(None);
+        };
+        Ok(Some((owner, decode_turns(id, &raw_turns)?)))
     }
 
     /// Appends turns, trims to the cap and refreshes the expiry, in one
@@ -286,4 +309,11 @@ impl SessionStore {
         })
         .await
     }
+}
+
+fn decode_turns(id: Uuid, raw: &[String]) -> Result<Vec<Turn>, StoreError> {
+    raw.iter()
+        .map(|t| serde_json::from_str::<Turn>(t))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StoreError::Corrupt(format!("session {id} turn: {e}")))
 }

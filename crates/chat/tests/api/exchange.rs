@@ -86,6 +86,25 @@ async fn the_second_message_carries_the_first_as_context() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_last_history_turns_go_to_the_model() {
+    for (history_turns, expected) in [
+        (3, "Context: 3 earlier messages (first: \"two\")"),
+        (0, "Context: 0 earlier messages"),
+    ] {
+        let stack = Stack::start_with(|s| s.chat.history_turns = history_turns).await;
+        let first = stack.say("dan", "one", None).await;
+        let session = first["session_id"].as_str();
+        stack.say("dan", "two", session).await;
+        let third = stack.say("dan", "three", session).await;
+        let text = third["reply"].as_str().unwrap();
+        assert!(
+            text.contains(expected),
+            "history_turns = {history_turns}: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_of_another_user_is_not_found() {
     let stack = Stack::start().await;
     let first = stack.say("carol", "hello", None).await;
