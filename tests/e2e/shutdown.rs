@@ -1,10 +1,12 @@
 //! Graceful shutdown: SIGTERM lets an in-flight streamed reply finish and
 //! store its exchange before the process exits cleanly, and refuses new
-//! requests meanwhile.
+//! requests meanwhile; an exchange still running when the grace period ends
+//! is cut, and its message is stored with an error.
 
 use reqwest::StatusCode;
 use serde_json::json;
 use test_support::app::{connect, parse_sse};
+use test_support::shared_redis;
 
 use crate::Stack;
 
@@ -108,4 +110,72 @@ async fn refused_while_draining(chat_url: &str) -> (StatusCode, Option<String>, 
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("no request was refused within 2 s of SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_cut_by_the_end_of_the_grace_period_is_stored_with_an_error() {
+    // About 10 s of tokens against a 1 s grace period.
+    let stack = Stack::start_configured(
+        &shared_redis().url(),
+        &[
+            ("OLLAMA_SIM_TOKENS_PER_SEC", "2".into()),
+            ("OLLAMA_SIM_REPLY_TOKENS", "20".into()),
+        ],
+        &[("CHATBOT__CHAT__SERVER__SHUTDOWN_GRACE_SECS", "1".into())],
+    )
+    .await;
+    let Stack {
+        mut chat,
+        gateway,
+        db_url,
+        http,
+        ..
+    } = stack;
+    let mut response = http
+        .post(format!("{}/api/chat", gateway.base_url()))
+        .json(&json!({"user_id": "cut", "message": "a very long answer please", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = String::from_utf8(response.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(body.contains("event: token"), "{body}");
+
+    let started = std::time::Instant::now();
+    let (status, logs) = tokio::task::spawn_blocking(move || (chat.terminate(), chat.logs()))
+        .await
+        .unwrap();
+    assert!(status.success(), "chat exited with {status}: {logs:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "stopped {:?} after SIGTERM, with a 1 s grace period",
+        started.elapsed()
+    );
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(
+        parse_sse(&body).last().map(|(n, _)| n.as_str()),
+        Some("error"),
+        "the client is told the reply broke off: {body}"
+    );
+
+    let db = connect(&db_url).await;
+    let row = db
+        .query_one(
+            "SELECT message, reply, error_code, error FROM messages WHERE user_id = 'cut'",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the cut exchange was not stored ({e}): {logs:#?}"));
+    assert_eq!(row.get::<_, String>("message"), "a very long answer please");
+    assert_eq!(row.get::<_, Option<String>>("reply"), None);
+    assert_eq!(
+        row.get::<_, Option<String>>("error_code").as_deref(),
+        Some("service_unavailable")
+    );
+    assert!(
+        row.get::<_, Option<String>>("error")
+            .unwrap()
+            .contains("stopped before the reply was complete")
+    );
 }

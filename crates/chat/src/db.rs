@@ -204,13 +204,18 @@ impl MessageWriter {
                 self.live.failure(ErrorChain(&error).to_string());
                 tracing::warn!(message_id = %row.id, error = %ErrorChain(&error),
                     "storing the exchange failed; queued for retry");
-                if let Err(full) = self.retry.try_send(row) {
-                    let row = full.into_inner();
-                    tracing::error!(message_id = %row.id, session_id = %row.session_id,
-                        "retry queue full; exchange not stored");
-                }
+                self.queue(row);
                 false
             }
+        }
+    }
+
+    /// Hands `row` to the background retry loop without waiting.
+    pub fn queue(&self, row: MessageRow) {
+        if let Err(full) = self.retry.try_send(row) {
+            let row = full.into_inner();
+            tracing::error!(message_id = %row.id, session_id = %row.session_id,
+                "retry queue full; exchange not stored");
         }
     }
 }

@@ -139,8 +139,27 @@ impl Exchange {
         tracing::warn!(error = %error.message, "session store unavailable; answering without history");
     }
 
+    /// Calls the LLM (handing tokens to `on_token`) and finishes the
+    /// exchange. Also returns how long the LLM call took. If this is dropped
+    /// before the row is stored (the service stopped past its grace period),
+    /// the message is still recorded, with a `service_unavailable` error,
+    /// through the retry queue (see [`Unfinished`]).
+    pub async fn complete(
+        &self,
+        prepared: Prepared,
+        on_token: impl FnMut(&str),
+    ) -> (Result<ChatResponse, ApiError>, Duration) {
+        let mut unfinished = Unfinished::new(self, &prepared);
+        let started = Instant::now();
+        let result = self.generate(&prepared, on_token).await;
+        let llm_time = started.elapsed();
+        let response = self.finish(prepared, result).await;
+        unfinished.disarm();
+        (response, llm_time)
+    }
+
     /// Calls the LLM, handing tokens to `on_token`.
-    pub async fn generate(
+    async fn generate(
         &self,
         prepared: &Prepared,
         on_token: impl FnMut(&str),
@@ -157,7 +176,7 @@ impl Exchange {
 
     /// Stores the exchange, updates the session, escalates, and returns what
     /// the client gets.
-    pub async fn finish(
+    async fn finish(
         &self,
         prepared: Prepared,
         result: Result<LlmOutcome, LlmError>,
@@ -253,12 +272,50 @@ impl Exchange {
         self.inflight
             .run(async move {
                 let prepared = this.prepare(request, started).await?;
-                let llm_started = Instant::now();
-                let result = this.generate(&prepared, |_| {}).await;
-                let llm_time = llm_started.elapsed();
-                this.finish(prepared, result).await.map(|r| (r, llm_time))
+                let (response, llm_time) = this.complete(prepared, |_| {}).await;
+                response.map(|r| (r, llm_time))
             })
             .await
+    }
+}
+
+/// The record of an exchange in progress, stored if the exchange is dropped
+/// before its own row is (the service stopped past its grace period, a
+/// panic): the message with a `service_unavailable` error, through the retry
+/// queue, so no message is lost. When the real row was stored first, this
+/// one changes nothing (same id, `ON CONFLICT DO NOTHING`).
+struct Unfinished<'a> {
+    writer: &'a MessageWriter,
+    started: Instant,
+    row: Option<MessageRow>,
+}
+
+impl<'a> Unfinished<'a> {
+    fn new(exchange: &'a Exchange, prepared: &Prepared) -> Self {
+        let cut = Err(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "the chat service stopped before the reply was complete",
+        ));
+        Self {
+            writer: &exchange.writer,
+            started: prepared.started,
+            row: Some(row(prepared, &cut, exchange.llm.model(), 0)),
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.row = None;
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(mut row) = self.row.take() {
+            let elapsed = self.started.elapsed().as_millis();
+            row.response_time_ms = i32::try_from(elapsed).unwrap_or(i32::MAX);
+            tracing::warn!(message_id = %row.id, "exchange cut short; storing the message with an error");
+            self.writer.queue(row);
+        }
     }
 }
 

@@ -98,12 +98,12 @@ async fn stream(exchange: Arc<Exchange>, prepared: Prepared) -> Result<HttpRespo
     let worker = exchange.clone();
     let exchange_task = async move {
         let tokens = tx.clone();
-        let result = worker
-            .generate(&prepared, |t| {
+        let (result, _) = worker
+            .complete(prepared, |t| {
                 let _ = tokens.send(Event::Token(t.to_owned()));
             })
             .await;
-        let last = match worker.finish(prepared, result).await {
+        let last = match result {
             Ok(response) => Event::Done(Box::new(response)),
             Err(error) => Event::Failed(error),
         };

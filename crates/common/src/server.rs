@@ -249,7 +249,8 @@ impl RunningService {
     ///    `Connection: close` (and `/readyz` fails), `/livez` and `/metrics`
     ///    still answer; in-flight requests and their [`Inflight`] work (an
     ///    exchange whose client hung up) run to their end;
-    /// 2. the HTTP workers stop, once their in-flight responses are sent;
+    /// 2. the HTTP workers stop, once their in-flight responses are sent (at
+    ///    once when step 1 used up the grace period);
     /// 3. background tasks finish, and traces are flushed.
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let handle = self.server.handle();
@@ -259,16 +260,16 @@ impl RunningService {
             shutdown_signal().await;
             tracing::info!(service = name, "shutdown requested; draining");
             draining.store(true, Ordering::Relaxed);
-            if tokio::time::timeout(grace, inflight.settle())
-                .await
-                .is_err()
-            {
+            let drained = tokio::time::timeout(grace, inflight.settle()).await.is_ok();
+            if !drained {
                 tracing::warn!(
                     service = name,
-                    "requests still running after the grace period"
+                    "requests still running after the grace period; stopping anyway"
                 );
             }
-            handle.stop(true).await;
+            // Drained, the workers only finish sending what is left; past the
+            // grace period they stop at once.
+            handle.stop(drained).await;
         });
         let result = self.server.await;
         watcher.abort();
