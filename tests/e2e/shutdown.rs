@@ -18,27 +18,10 @@ async fn sigterm_drains_an_in_flight_stream() {
         ("OLLAMA_SIM_REPLY_TOKENS", "20".into()),
     ])
     .await;
+    let (mut response, mut body) = start_stream(&stack, "drain", "a long answer please").await;
     let Stack {
-        sim: _sim,
-        session: _session,
-        mut chat,
-        gateway,
-        aggregator: _agg,
-        db_url,
-        http,
+        mut chat, db_url, ..
     } = stack;
-    let mut response = http
-        .post(format!("{}/api/chat", gateway.base_url()))
-        .json(&json!({"user_id": "drain", "message": "a long answer please", "stream": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut body = String::from_utf8(response.chunk().await.unwrap().unwrap().to_vec()).unwrap();
-    assert!(
-        body.contains("event: token"),
-        "the reply has started: {body}"
-    );
 
     let chat_url = chat.base_url();
     let stopping = tokio::task::spawn_blocking(move || {
@@ -124,21 +107,10 @@ async fn an_exchange_cut_by_the_end_of_the_grace_period_is_stored_with_an_error(
         &[("CHATBOT__CHAT__SERVER__SHUTDOWN_GRACE_SECS", "1".into())],
     )
     .await;
+    let (mut response, mut body) = start_stream(&stack, "cut", "a very long answer please").await;
     let Stack {
-        mut chat,
-        gateway,
-        db_url,
-        http,
-        ..
+        mut chat, db_url, ..
     } = stack;
-    let mut response = http
-        .post(format!("{}/api/chat", gateway.base_url()))
-        .json(&json!({"user_id": "cut", "message": "a very long answer please", "stream": true}))
-        .send()
-        .await
-        .unwrap();
-    let mut body = String::from_utf8(response.chunk().await.unwrap().unwrap().to_vec()).unwrap();
-    assert!(body.contains("event: token"), "{body}");
 
     let started = std::time::Instant::now();
     let (status, logs) = tokio::task::spawn_blocking(move || (chat.terminate(), chat.logs()))
@@ -178,4 +150,22 @@ async fn an_exchange_cut_by_the_end_of_the_grace_period_is_stored_with_an_error(
             .unwrap()
             .contains("stopped before the reply was complete")
     );
+}
+
+/// Starts a streamed chat through the gateway and reads its first chunk.
+async fn start_stream(stack: &Stack, user: &str, message: &str) -> (reqwest::Response, String) {
+    let mut response = stack
+        .http
+        .post(format!("{}/api/chat", stack.gateway.base_url()))
+        .json(&json!({"user_id": user, "message": message, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = String::from_utf8(response.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(
+        body.contains("event: token"),
+        "the reply has started: {body}"
+    );
+    (response, body)
 }
