@@ -53,7 +53,8 @@ use crate::{telemetry, trace_context};
 /// CPU in context switches). Graceful shutdown waits for this work before
 /// any worker stops (see [`RunningService::run_until_stopped`]), so the
 /// connections it uses, which live on the worker that opened them, outlast
-/// it.
+/// it. Every request also counts as in flight until its response body is
+/// sent (the server's request-tracking middleware).
 #[derive(Debug, Clone, Default)]
 pub struct Inflight(TaskTracker);
 
