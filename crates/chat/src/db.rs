@@ -177,9 +177,13 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 impl MessageWriter {
     /// A writer whose retry loop runs on `tasks` until shutdown.
-    pub fn start(pool: Pool, queue: usize, tasks: &TaskTracker) -> Self {
+    ///
+    /// Requests write through `pool`; the retry loop, which runs on the
+    /// process's runtime and outlives the HTTP workers at shutdown, through
+    /// `retry_pool`, a pool of its own.
+    pub fn start(pool: Pool, retry_pool: Pool, queue: usize, tasks: &TaskTracker) -> Self {
         let (retry, pending) = mpsc::channel(queue.max(1));
-        tasks.spawn(retry_loop(pool.clone(), pending));
+        tasks.spawn(retry_loop(retry_pool, pending));
         Self {
             pool,
             retry,

@@ -126,7 +126,12 @@ fn exchange(
             chat.timeouts,
         ),
         sessions,
-        writer: db::MessageWriter::start(pool, chat.write_retry_queue, tasks),
+        writer: db::MessageWriter::start(
+            pool,
+            db::pool(&settings.database)?,
+            chat.write_retry_queue,
+            tasks,
+        ),
         escalator: escalation::Escalator::new(
             &settings.n8n,
             client.clone(),

@@ -48,9 +48,10 @@ use crate::{telemetry, trace_context};
 /// escalation post.
 ///
 /// It runs on the runtime of the caller, which for a request is the HTTP
-/// worker's own thread: a request never hands its I/O to another thread (on
-/// a 2-core machine those hand-offs cost about a third of each service's
-/// CPU in context switches). Graceful shutdown waits for this work before
+/// worker's own thread: a request does not hand its I/O to another thread
+/// (on a 2-core machine those hand-offs cost about a third of each service's
+/// CPU in context switches), though with several workers a pooled
+/// connection's I/O runs on the worker that opened it. Graceful shutdown waits for this work before
 /// any worker stops (see [`RunningService::run_until_stopped`]), so the
 /// connections it uses, which live on the worker that opened them, outlast
 /// it. Every request also counts as in flight until its response body is
@@ -260,7 +261,7 @@ impl RunningService {
         let watcher = tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!(service = name, "shutdown requested; draining");
-            draining.store(true, Ordering::Relaxed);
+            draining.store(true, Ordering::SeqCst);
             let drained = tokio::time::timeout(grace, inflight.settle()).await.is_ok();
             if !drained {
                 tracing::warn!(
@@ -306,7 +307,10 @@ async fn track_requests(
                 .map_into_left_body()
         });
     };
-    if common.draining.load(Ordering::Relaxed) && !matches!(req.path(), "/livez" | "/metrics") {
+    // The token first: shutdown either sees this request in flight, or the
+    // request sees that shutdown has begun.
+    let token = common.inflight.0.token();
+    if common.draining.load(Ordering::SeqCst) && !matches!(req.path(), "/livez" | "/metrics") {
         let mut response = ApiError::new(
             ErrorCode::ServiceUnavailable,
             "the service is shutting down",
@@ -317,7 +321,6 @@ async fn track_requests(
             .set_connection_type(ConnectionType::Close);
         return Ok(req.into_response(response).map_into_right_body());
     }
-    let token = common.inflight.0.token();
     let response = next.call(req).await?;
     Ok(response
         .map_body(move |_, body| Guarded::new(body, Some(token)))

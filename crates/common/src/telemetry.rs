@@ -97,7 +97,12 @@ pub fn init_tracing(service: &'static str, log: &LogSettings, traces: &TracingSe
             .with(
                 tracing_opentelemetry::layer()
                     .with_tracer(provider.tracer(service))
-                    .with_threads(false),
+                    // Spans carry what operators query; busy/idle timings
+                    // (two clock reads each time a request's span is
+                    // entered or left) and source locations are left out.
+                    .with_threads(false)
+                    .with_tracked_inactivity(false)
+                    .with_location(false),
             )
             .with(EcsLayer::new(service, !pretty, files))
             .with(pretty.then(|| {

@@ -7,14 +7,14 @@
 //! answer is a 503 `ERROR` verdict saying so.
 //!
 //! The gateway keeps the answer for `gateway.health_cache_ms` (1 s by
-//! default; 0 asks the aggregator every time), and one request at a time
-//! refreshes it while the others wait for that answer: a load balancer or a
-//! crowd of monitors polling `/health` thousands of times a second costs the
-//! aggregator one request a second. The aggregator's checks run every
-//! `aggregator.interval_secs` (30 s) anyway; the gateway's copy is at most
-//! `health_cache_ms` older than the aggregator's.
+//! default; 0 asks the aggregator every time). Once it is older, one request
+//! refreshes it while the others get the previous answer, so a load balancer
+//! or a crowd of monitors polling `/health` thousands of times a second costs
+//! the aggregator one request a second and never queues behind it. The
+//! aggregator's checks run every `aggregator.interval_secs` (30 s) anyway.
+//! An aggregator that does not answer within 2 s is reported unreachable.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
@@ -27,6 +27,10 @@ use crate::routes::State;
 
 /// The media type of the verdict.
 const HEALTH_JSON: &str = "application/health+json";
+
+/// How long the aggregator may take: it answers from memory, so slower
+/// means it is in trouble, and `/health` says so instead of hanging.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The aggregator's verdict as the gateway serves it, kept for a while.
 pub struct HealthRelay {
@@ -58,32 +62,35 @@ impl HealthRelay {
         }
     }
 
-    fn fresh(&self) -> Option<Rendered> {
-        let kept = self
-            .kept
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// The kept answer, and whether it is still fresh.
+    fn kept(&self) -> Option<(Rendered, bool)> {
+        let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         kept.as_ref()
-            .filter(|(at, _)| at.elapsed() < self.keep_for)
-            .map(|(_, rendered)| rendered.clone())
+            .map(|(at, rendered)| (rendered.clone(), at.elapsed() < self.keep_for))
     }
 
     async fn answer(&self) -> Rendered {
-        if let Some(rendered) = self.fresh() {
-            return rendered;
+        if self.keep_for.is_zero() {
+            return self.render(fetch(&self.aggregator).await);
         }
-        let _refreshing = self.refreshing.lock().await;
-        if let Some(rendered) = self.fresh() {
+        let stale = match self.kept() {
+            Some((rendered, true)) => return rendered,
+            Some((rendered, false)) => Some(rendered),
+            None => None,
+        };
+        // One caller refreshes; meanwhile the others get the previous answer
+        // (or, on the very first call, wait for this one).
+        let _refreshing = match (self.refreshing.try_lock(), stale) {
+            (Ok(guard), _) => guard,
+            (Err(_), Some(stale)) => return stale,
+            (Err(_), None) => self.refreshing.lock().await,
+        };
+        if let Some((rendered, true)) = self.kept() {
             return rendered;
         }
         let rendered = self.render(fetch(&self.aggregator).await);
-        if !self.keep_for.is_zero() {
-            let mut kept = self
-                .kept
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            *kept = Some((Instant::now(), rendered.clone()));
-        }
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        *kept = Some((Instant::now(), rendered.clone()));
         rendered
     }
 
@@ -112,7 +119,11 @@ struct Answer {
 }
 
 async fn fetch(aggregator: &Upstream) -> Answer {
-    let call = aggregator.get("/health").send().await;
+    let call = aggregator
+        .get("/health")
+        .timeout(FETCH_TIMEOUT)
+        .send()
+        .await;
     let response = match call {
         Ok(response) => response,
         Err(error) => return unreachable(&error.to_string()),

@@ -26,8 +26,10 @@ use uuid::Uuid;
 /// Appends turns to a session (see [`SessionStore::append`]). Keys: the
 /// session hash, its turns list, the active set. Arguments: the owner to
 /// create it for (empty: do not create), the RFC 3339 time, the idle timeout
-/// in seconds, the turn cap, the session id, the time in ms, then the JSON
-/// turns. Returns the stored turn count, or -1 when the session does not
+/// in seconds, the turn cap, the session id, the time in ms, the lowest live
+/// score of the active set (members below it are pruned), then the JSON
+/// turns, pushed 1,000 at a time (Lua's `unpack` takes about 8,000 values at
+/// most). Returns the stored turn count, or -1 when the session does not
 /// exist and is not to be created. Sent by hash (`EVALSHA`), loaded on first
 /// use.
 static APPEND: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -37,14 +39,15 @@ static APPEND: LazyLock<redis::Script> = LazyLock::new(|| {
             if ARGV[1] == '' then return -1 end
             redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'created_at', ARGV[2])
         end
-        if #ARGV > 6 then
-            redis.call('RPUSH', KEYS[2], unpack(ARGV, 7))
+        for first = 8, #ARGV, 1000 do
+            redis.call('RPUSH', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
         end
         redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
         redis.call('HSET', KEYS[1], 'updated_at', ARGV[2])
         redis.call('EXPIRE', KEYS[1], ARGV[3])
         redis.call('EXPIRE', KEYS[2], ARGV[3])
         redis.call('ZADD', KEYS[3], ARGV[6], ARGV[5])
+        redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[7])
         return redis.call('LLEN', KEYS[2])
         ",
     )
@@ -257,18 +260,22 @@ impl SessionStore {
         turns: &[Turn],
         create_for: Option<&str>,
     ) -> Result<Option<usize>, StoreError> {
+        let now = Utc::now();
         let mut invocation = APPEND.prepare_invoke();
         invocation
             .key(self.key(id))
             .key(self.turns_key(id))
             .key(self.active_key())
             .arg(create_for.unwrap_or(""))
-            .arg(Utc::now().to_rfc3339())
+            .arg(now.to_rfc3339())
             .arg(self.idle_secs())
             .arg(self.max_turns)
             .arg(id.to_string())
-            .arg(Utc::now().timestamp_millis());
-        for turn in turns {
+            .arg(now.timestamp_millis())
+            .arg(self.oldest_live_score(now));
+        // Only the last `max_turns` can stay: the rest need not travel.
+        let kept = turns.len().saturating_sub(self.max_turns);
+        for turn in &turns[kept..] {
             let encoded =
                 serde_json::to_string(turn).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             invocation.arg(encoded);

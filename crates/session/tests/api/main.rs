@@ -247,3 +247,54 @@ async fn appending_with_create_for_starts_a_session_in_one_call() {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_append_is_stored_whole() {
+    let app = App::start(shared_redis().url(), |s| s.session.max_turns = 10_000);
+    let id = app.new_session("henry").await;
+    let texts: Vec<String> = (0..9_000).map(|i| i.to_string()).collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (status, body) = app.append(&id, &texts).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["turn_count"], 9_000);
+    let session = app.get(&id).await.1;
+    let stored = contents(&session);
+    assert_eq!((stored[0], stored[8_999]), ("0", "8999"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_prune_expired_sessions_from_the_active_set() {
+    use chatbot_common::api::{Role, Turn};
+    let mut s = settings();
+    s.redis.url = shared_redis().url().as_str().into();
+    s.session.key_prefix = fresh_prefix();
+    s.session.idle_timeout_secs = 1;
+    let store = session::store::SessionStore::connect(&s.redis, &s.session).unwrap();
+    let turn = Turn {
+        role: Role::User,
+        content: "hello".into(),
+        message_id: None,
+        created_at: chrono::Utc::now(),
+    };
+    let append = |user| {
+        store.append(
+            uuid::Uuid::new_v4(),
+            std::slice::from_ref(&turn),
+            Some(user),
+        )
+    };
+    append("old").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    append("new").await.unwrap();
+    let mut redis = redis::Client::open(shared_redis().url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let members: u64 = redis::cmd("ZCARD")
+        .arg(format!("{}active", s.session.key_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(members, 1, "the expired session left the active set");
+}
