@@ -14,13 +14,16 @@ async fn main() -> ExitCode {
         Some("migrate") => migrate(&settings).await,
         Some(other) => Err(format!("unknown command '{other}'; usage: chat [migrate]")),
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!(error = %message, "chat stopped");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Log lines are written in the background: write what is left.
+    chatbot_common::telemetry::flush();
+    code
 }
 
 async fn serve(settings: &chatbot_common::config::Settings) -> Result<(), String> {

@@ -18,17 +18,28 @@
 //! - A field named `error` becomes `error.message` (the whole source chain
 //!   when it was recorded as an error value), and `error_type` `error.type`.
 //!
+//! [`LineWriter`] writes the lines: the thread that logs only copies its line
+//! into memory, and a background thread writes what has gathered every
+//! [`FLUSH_EVERY`], one `write` per destination. A request's thread never
+//! waits on the disk: under load a synchronous `write` to a log file now and
+//! then blocks for tens of milliseconds (the kernel flushing dirty pages, the
+//! file system committing its journal), and with one HTTP worker a service
+//! would stall every request meanwhile. WARN and ERROR lines are written at
+//! once, after every line before them; everything is written at shutdown
+//! ([`flush`]) and when a thread panics. A process killed outright loses at
+//! most the last [`FLUSH_EVERY`] of INFO lines.
+//!
 //! [`RotatingFile`] appends whole lines and, when the next line would push the
 //! file past its size, shifts `x.log.(N-1)` to `x.log.N` … `x.log` to
 //! `x.log.1` (dropping what falls past `max_files`) and starts a new `x.log`.
-//! Each line is written with one `write` call and no user-space buffer, so a
-//! crash loses nothing already logged.
 
 use std::fmt::{self, Write as _};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 
 use opentelemetry::trace::TraceContextExt;
 use serde_json::Value;
@@ -45,28 +56,160 @@ const ECS_VERSION: &str = "1.6.0";
 /// The layer writing ECS JSON lines.
 pub struct EcsLayer {
     service: &'static str,
+    writer: Arc<LineWriter>,
+}
+
+impl EcsLayer {
+    /// Lines of `service`, written by `writer`.
+    pub fn new(service: &'static str, writer: Arc<LineWriter>) -> Self {
+        Self { service, writer }
+    }
+}
+
+/// How long an INFO line may wait in memory before it is written.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
+
+/// Past this many bytes waiting, the logging thread writes them itself.
+const MAX_PENDING: usize = 256 * 1024;
+
+/// The process's line writer, for [`flush`].
+static WRITER: OnceLock<Arc<LineWriter>> = OnceLock::new();
+
+/// Writes every waiting line now (at shutdown; a no-op before logging starts).
+pub fn flush() {
+    if let Some(writer) = WRITER.get() {
+        writer.flush();
+    }
+}
+
+/// Lines waiting to be written, and where they go (see the module docs).
+pub struct LineWriter {
+    to_stdout: bool,
+    to_files: bool,
+    /// Set when there is no background thread: every line is written at once.
+    at_once: AtomicBool,
+    pending: Mutex<Pending>,
+    gathered: Condvar,
+    /// The destinations; holding the lock is writing, so lines keep their order.
+    sinks: Mutex<Sinks>,
+}
+
+#[derive(Default)]
+struct Pending {
+    stdout: Vec<u8>,
+    all: Vec<u8>,
+    errors: Vec<u8>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.stdout.is_empty() && self.all.is_empty()
+    }
+}
+
+struct Sinks {
     stdout: bool,
     files: Option<LogFiles>,
 }
 
-impl EcsLayer {
-    /// Lines of `service`, to stdout when `stdout` is true and to `files`.
-    pub fn new(service: &'static str, stdout: bool, files: Option<LogFiles>) -> Self {
-        Self {
-            service,
-            stdout,
-            files,
+impl LineWriter {
+    /// A writer to stdout when `stdout` is true and to `files`, with its
+    /// background thread.
+    pub fn start(stdout: bool, files: Option<LogFiles>) -> Arc<Self> {
+        let writer = Arc::new(Self {
+            to_stdout: stdout,
+            to_files: files.is_some(),
+            at_once: AtomicBool::new(false),
+            pending: Mutex::default(),
+            gathered: Condvar::new(),
+            sinks: Mutex::new(Sinks { stdout, files }),
+        });
+        let background = writer.clone();
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || background.write_every(FLUSH_EVERY));
+        if spawned.is_err() {
+            writer.at_once.store(true, Ordering::Relaxed);
+        }
+        writer
+    }
+
+    /// Makes this the writer [`flush`] flushes, and flushes on panic.
+    pub fn install(self: &Arc<Self>) {
+        if WRITER.set(self.clone()).is_ok() {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                flush();
+                previous(info);
+            }));
         }
     }
 
-    fn write(&self, level: Level, line: &[u8]) {
-        if self.stdout {
-            // Stdout is line-buffered: one whole line, flushed at its newline.
-            let _ = io::stdout().lock().write_all(line);
+    /// Queues one line (with its newline) of `level`.
+    pub fn write(&self, level: Level, line: &[u8]) {
+        let (was_empty, full) = {
+            let mut pending = self.lock_pending();
+            let was_empty = pending.is_empty();
+            if self.to_stdout {
+                pending.stdout.extend_from_slice(line);
+            }
+            if self.to_files {
+                pending.all.extend_from_slice(line);
+                if level == Level::ERROR {
+                    pending.errors.extend_from_slice(line);
+                }
+            }
+            let waiting = pending.stdout.len().max(pending.all.len());
+            (was_empty, waiting > MAX_PENDING)
+        };
+        let urgent = matches!(level, Level::WARN | Level::ERROR);
+        if urgent || full || self.at_once.load(Ordering::Relaxed) {
+            self.flush();
+        } else if was_empty {
+            self.gathered.notify_one();
         }
-        if let Some(files) = &self.files {
-            files.write(level, line);
+    }
+
+    /// Writes every waiting line now. A failed write is dropped: there is
+    /// nowhere left to report it.
+    pub fn flush(&self) {
+        let sinks = self.lock_sinks();
+        let lines = std::mem::take(&mut *self.lock_pending());
+        if sinks.stdout && !lines.stdout.is_empty() {
+            let mut stdout = io::stdout().lock();
+            let _ = stdout
+                .write_all(&lines.stdout)
+                .and_then(|()| stdout.flush());
         }
+        if let Some(files) = &sinks.files {
+            files.write(&lines);
+        }
+    }
+
+    /// The background thread: once lines arrive, waits `every` for more,
+    /// then writes them all.
+    fn write_every(&self, every: Duration) {
+        loop {
+            {
+                let mut pending = self.lock_pending();
+                while pending.is_empty() {
+                    pending = self
+                        .gathered
+                        .wait(pending)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+            std::thread::sleep(every);
+            self.flush();
+        }
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_sinks(&self) -> MutexGuard<'_, Sinks> {
+        self.sinks.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -109,7 +252,7 @@ where
                 }
             }
         }
-        self.write(*meta.level(), line.finish().as_bytes());
+        self.writer.write(*meta.level(), line.finish().as_bytes());
     }
 }
 
@@ -290,12 +433,14 @@ impl LogFiles {
         })
     }
 
-    /// Writes one line (with its newline) of `level`. A failed write is
-    /// dropped: there is nowhere left to report it.
-    pub fn write(&self, level: Level, line: &[u8]) {
-        let _ = self.all.write_line(line);
-        if level == Level::ERROR {
-            let _ = self.errors.write_line(line);
+    /// Writes waiting lines. A failed write is dropped: there is nowhere
+    /// left to report it.
+    fn write(&self, lines: &Pending) {
+        if !lines.all.is_empty() {
+            let _ = self.all.write_lines(&lines.all);
+        }
+        if !lines.errors.is_empty() {
+            let _ = self.errors.write_lines(&lines.errors);
         }
     }
 }
@@ -325,28 +470,34 @@ impl RotatingFile {
         })
     }
 
-    /// Appends `line`, rotating first if it would not fit. A line longer
-    /// than `max_bytes` gets a file of its own.
-    pub fn write_line(&self, line: &[u8]) -> io::Result<()> {
+    /// Appends whole lines (each with its newline), rotating first whenever
+    /// the next line would not fit: one `write` for each run of lines that
+    /// fits. A line longer than `max_bytes` gets a file of its own.
+    pub fn write_lines(&self, mut lines: &[u8]) -> io::Result<()> {
         let mut open = self.lock();
-        let len = u64::try_from(line.len()).unwrap_or(u64::MAX);
-        let full = open
-            .as_ref()
-            .is_some_and(|f| f.len > 0 && f.len.saturating_add(len) > self.max_bytes);
-        if full {
-            *open = None;
-            self.rotate()?;
+        while !lines.is_empty() {
+            let used = open.as_ref().map_or(0, |f| f.len);
+            let mut cut = fitting_lines(lines, self.max_bytes.saturating_sub(used));
+            if cut == 0 && used > 0 {
+                *open = None;
+                self.rotate()?;
+                continue;
+            }
+            if cut == 0 {
+                cut = first_line_len(lines);
+            }
+            let file = match open.as_mut() {
+                Some(file) => file,
+                // After a failure the file is opened again on the next write.
+                None => open.insert(OpenFile::append(&self.path)?),
+            };
+            if let Err(error) = file.file.write_all(&lines[..cut]) {
+                *open = None;
+                return Err(error);
+            }
+            file.len += u64::try_from(cut).unwrap_or(u64::MAX);
+            lines = &lines[cut..];
         }
-        let file = match open.as_mut() {
-            Some(file) => file,
-            // After a failure the file is opened again on the next line.
-            None => open.insert(OpenFile::append(&self.path)?),
-        };
-        if let Err(error) = file.file.write_all(line) {
-            *open = None;
-            return Err(error);
-        }
-        file.len += len;
         Ok(())
     }
 
@@ -371,6 +522,34 @@ impl RotatingFile {
     fn lock(&self) -> MutexGuard<'_, Option<OpenFile>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The length of the longest run of whole lines at the start of `lines`
+/// that takes at most `room` bytes (0 when not even the first fits).
+fn fitting_lines(lines: &[u8], room: u64) -> usize {
+    let mut cut = 0;
+    for (at, byte) in lines.iter().enumerate() {
+        let end = if *byte == b'\n' {
+            at + 1
+        } else if at + 1 == lines.len() {
+            lines.len() // a last line without its newline
+        } else {
+            continue;
+        };
+        if u64::try_from(end).unwrap_or(u64::MAX) > room {
+            break;
+        }
+        cut = end;
+    }
+    cut
+}
+
+/// The length of the first line of `lines`, newline included.
+fn first_line_len(lines: &[u8]) -> usize {
+    lines
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(lines.len(), |at| at + 1)
 }
 
 impl OpenFile {
@@ -401,11 +580,13 @@ mod tests {
     /// nothing on stdout) and the OpenTelemetry layer, like a service.
     fn with_ecs_logs(dir: &Path, max_bytes: u64, max_files: usize, body: impl FnOnce()) {
         let files = LogFiles::open(dir, "svc", max_bytes, max_files).unwrap();
+        let writer = LineWriter::start(false, Some(files));
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
-            .with(EcsLayer::new("svc", false, Some(files)));
+            .with(EcsLayer::new("svc", writer.clone()));
         tracing::subscriber::with_default(subscriber, body);
+        writer.flush();
     }
 
     #[test]
@@ -542,15 +723,53 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.log");
         let file = RotatingFile::open(path.clone(), 10, 1).unwrap();
-        file.write_line(b"12345\n").unwrap();
-        file.write_line(b"1234\n").unwrap(); // 11 bytes would pass 10: rotate
-        file.write_line(b"a very long line\n").unwrap(); // alone in its own file
-        file.write_line(b"z\n").unwrap();
+        file.write_lines(b"12345\n").unwrap();
+        file.write_lines(b"1234\n").unwrap(); // 11 bytes would pass 10: rotate
+        file.write_lines(b"a very long line\n").unwrap(); // alone in its own file
+        file.write_lines(b"z\n").unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "z\n");
         assert_eq!(
             fs::read_to_string(dir.path().join("x.log.1")).unwrap(),
             "a very long line\n"
         );
         assert!(!dir.path().join("x.log.2").exists(), "max_files = 1");
+    }
+
+    #[test]
+    fn a_batch_of_lines_is_split_at_the_line_that_would_overflow() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let file = RotatingFile::open(path.clone(), 10, 2).unwrap();
+        file.write_lines(b"123\n456\n789\nabc\n").unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join("x.log.1")).unwrap(),
+            "123\n456\n"
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "789\nabc\n");
+    }
+
+    #[test]
+    fn info_lines_are_written_in_the_background_and_warnings_at_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = LogFiles::open(dir.path(), "svc", 1 << 20, 2).unwrap();
+        let writer = LineWriter::start(false, Some(files));
+        let log = dir.path().join("svc.log");
+        writer.write(Level::INFO, b"first\n");
+        writer.write(Level::WARN, b"second\n");
+        assert_eq!(
+            fs::read_to_string(&log).unwrap(),
+            "first\nsecond\n",
+            "a warning is written at once, after what came before it"
+        );
+        writer.write(Level::INFO, b"third\n");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while fs::read_to_string(&log).unwrap().lines().count() < 3 {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            std::thread::sleep(FLUSH_EVERY);
+        }
+        assert_eq!(fs::read_to_string(&log).unwrap(), "first\nsecond\nthird\n");
+        writer.write(Level::ERROR, b"fourth\n");
+        let errors = dir.path().join("svc.error.log");
+        assert_eq!(fs::read_to_string(errors).unwrap(), "fourth\n");
     }
 }

@@ -287,7 +287,7 @@ impl RunningService {
             );
         }
         tracing::info!(service = name, "stopped");
-        telemetry::flush_traces();
+        telemetry::flush();
         result
     }
 }

@@ -37,7 +37,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{LogFormat, LogSettings, TracingSettings};
-use crate::logging::{EcsLayer, LogFiles};
+use crate::logging::{EcsLayer, LineWriter, LogFiles};
 
 /// Histogram boundaries for request and LLM latencies, in seconds: fine steps
 /// under 100 ms so fast answers can be read, and the operations documentation's
@@ -91,6 +91,7 @@ pub fn init_tracing(service: &'static str, log: &LogSettings, traces: &TracingSe
     };
     let (provider, exporter_error) = tracer_provider(service, traces);
     let pretty = log.format == LogFormat::Pretty;
+    let writer = LineWriter::start(!pretty, files);
     let result =
         tracing_subscriber::registry()
             .with(Gate { events: filter })
@@ -104,7 +105,7 @@ pub fn init_tracing(service: &'static str, log: &LogSettings, traces: &TracingSe
                     .with_tracked_inactivity(false)
                     .with_location(false),
             )
-            .with(EcsLayer::new(service, !pretty, files))
+            .with(EcsLayer::new(service, writer.clone()))
             .with(pretty.then(|| {
                 tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal())
             }))
@@ -112,6 +113,7 @@ pub fn init_tracing(service: &'static str, log: &LogSettings, traces: &TracingSe
     if result.is_err() {
         return;
     }
+    writer.install();
     let _ = TRACER.set(provider);
     tracing::debug!(service, "logging started");
     if let Some((dir, error)) = files_error {
@@ -144,9 +146,11 @@ fn tracer_provider(
     (builder.build(), error)
 }
 
-/// Exports the spans still buffered (call it once at shutdown; a no-op when
-/// nothing is exported). Blocks until the exporter answers or gives up.
-pub fn flush_traces() {
+/// Writes the log lines still in memory and exports the spans still
+/// buffered (call it once at shutdown). Blocks until the exporter answers or
+/// gives up.
+pub fn flush() {
+    crate::logging::flush();
     if let Some(provider) = TRACER.get()
         && let Err(error) = provider.force_flush()
     {
