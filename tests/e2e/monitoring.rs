@@ -203,6 +203,11 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
+/// `GET url`, parsed as JSON.
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Result<Vec<Value>, String> {
     let answer: Value = http
         .get(format!("{prometheus}/api/v1/query?query={}", encode(expr)))
@@ -275,14 +280,7 @@ async fn prometheus_evaluates_every_rule_and_dashboard_and_alerts_reach_alertman
     wait_for_data(http, &prometheus, "chatbot:errors:ratio_rate5m > 0").await;
     wait_for_data(http, &prometheus, "chatbot_active_sessions").await;
 
-    let rules: Value = http
-        .get(format!("{prometheus}/api/v1/rules"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rules = get_json(http, &format!("{prometheus}/api/v1/rules")).await;
     let mut problems = Vec::new();
     let mut count = 0;
     for rule in rules["data"]["groups"]
@@ -331,14 +329,7 @@ async fn prometheus_evaluates_every_rule_and_dashboard_and_alerts_reach_alertman
     let alertmanager = monitoring.alertmanager.base_url();
     let mut seen = Value::Null;
     for _ in 0..120 {
-        seen = http
-            .get(format!("{alertmanager}/api/v2/alerts"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        seen = get_json(http, &format!("{alertmanager}/api/v2/alerts")).await;
         let reached =
             seen.as_array().unwrap().iter().any(|a| {
                 a["labels"]["component"] == "redis" && a["labels"]["severity"] == "critical"

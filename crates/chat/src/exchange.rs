@@ -149,12 +149,16 @@ impl Exchange {
         prepared: Prepared,
         on_token: impl FnMut(&str),
     ) -> (Result<ChatResponse, ApiError>, Duration) {
-        let mut unfinished = Unfinished::new(self, &prepared);
+        let mut unfinished = Unfinished {
+            exchange: self,
+            prepared: &prepared,
+            armed: true,
+        };
         let started = Instant::now();
         let result = self.generate(&prepared, on_token).await;
         let llm_time = started.elapsed();
-        let response = self.finish(prepared, result).await;
-        unfinished.disarm();
+        let response = self.finish(&prepared, result).await;
+        unfinished.armed = false;
         (response, llm_time)
     }
 
@@ -178,7 +182,7 @@ impl Exchange {
     /// the client gets.
     async fn finish(
         &self,
-        prepared: Prepared,
+        prepared: &Prepared,
         result: Result<LlmOutcome, LlmError>,
     ) -> Result<ChatResponse, ApiError> {
         let elapsed = prepared.started.elapsed();
@@ -187,10 +191,10 @@ impl Exchange {
         // The row and the session turns are independent: store both at once.
         let stored = self
             .writer
-            .write(row(&prepared, &result, self.llm.model(), response_time_ms));
+            .write(row(prepared, &result, self.llm.model(), response_time_ms));
         let remembered = async {
             if let Ok(outcome) = &result {
-                self.remember(&prepared, &outcome.reply).await;
+                self.remember(prepared, &outcome.reply).await;
             }
         };
         tokio::join!(stored, remembered);
@@ -199,10 +203,10 @@ impl Exchange {
             self.metrics.error(error.code.as_str(), "llm");
         }
         if prepared.urgency == Urgency::High {
-            self.escalator.escalate(urgent(&prepared));
+            self.escalator.escalate(urgent(prepared));
         }
         let outcome = result?;
-        self.log_processed(&prepared, &outcome.reply, response_time_ms);
+        self.log_processed(prepared, &outcome.reply, response_time_ms);
         Ok(ChatResponse {
             session_id: prepared.session_id,
             message_id: prepared.id,
@@ -285,37 +289,25 @@ impl Exchange {
 /// queue, so no message is lost. When the real row was stored first, this
 /// one changes nothing (same id, `ON CONFLICT DO NOTHING`).
 struct Unfinished<'a> {
-    writer: &'a MessageWriter,
-    started: Instant,
-    row: Option<MessageRow>,
-}
-
-impl<'a> Unfinished<'a> {
-    fn new(exchange: &'a Exchange, prepared: &Prepared) -> Self {
-        let cut = Err(ApiError::new(
-            ErrorCode::ServiceUnavailable,
-            "the chat service stopped before the reply was complete",
-        ));
-        Self {
-            writer: &exchange.writer,
-            started: prepared.started,
-            row: Some(row(prepared, &cut, exchange.llm.model(), 0)),
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.row = None;
-    }
+    exchange: &'a Exchange,
+    prepared: &'a Prepared,
+    armed: bool,
 }
 
 impl Drop for Unfinished<'_> {
     fn drop(&mut self) {
-        if let Some(mut row) = self.row.take() {
-            let elapsed = self.started.elapsed().as_millis();
-            row.response_time_ms = i32::try_from(elapsed).unwrap_or(i32::MAX);
-            tracing::warn!(message_id = %row.id, "exchange cut short; storing the message with an error");
-            self.writer.queue(row);
+        if !self.armed {
+            return;
         }
+        let cut = Err(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "the chat service stopped before the reply was complete",
+        ));
+        let elapsed = self.prepared.started.elapsed().as_millis();
+        let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
+        let row = row(self.prepared, &cut, self.exchange.llm.model(), elapsed);
+        tracing::warn!(message_id = %row.id, "exchange cut short; storing the message with an error");
+        self.exchange.writer.queue(row);
     }
 }
 

@@ -36,11 +36,6 @@ impl Sessions {
         Self { store }
     }
 
-    /// The store, for its pool's usage metrics.
-    pub fn store(&self) -> &SessionStore {
-        &self.store
-    }
-
     /// The last `last` turns of a session that belongs to `user_id`.
     pub async fn lookup(&self, id: Uuid, user_id: &str, last: usize) -> Lookup {
         match self.store.recent(id, last).await {

@@ -298,15 +298,10 @@ impl RunningService {
 /// closes the connection, so clients and load balancers go elsewhere while
 /// in-flight work finishes.
 async fn track_requests(
+    common: web::Data<Common>,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<Guarded>>, actix_web::Error> {
-    let Some(common) = req.app_data::<web::Data<Common>>().cloned() else {
-        return next.call(req).await.map(|r| {
-            r.map_body(|_, body| Guarded::new(body, None))
-                .map_into_left_body()
-        });
-    };
     // The token first: shutdown either sees this request in flight, or the
     // request sees that shutdown has begun.
     let token = common.inflight.0.token();
@@ -323,23 +318,17 @@ async fn track_requests(
     }
     let response = next.call(req).await?;
     Ok(response
-        .map_body(move |_, body| Guarded::new(body, Some(token)))
+        .map_body(move |_, body| Guarded {
+            body: body.boxed(),
+            _token: token,
+        })
         .map_into_left_body())
 }
 
 /// A response body that holds its request's [`Inflight`] token until sent.
 struct Guarded {
     body: BoxBody,
-    _token: Option<TaskTrackerToken>,
-}
-
-impl Guarded {
-    fn new(body: impl MessageBody + 'static, token: Option<TaskTrackerToken>) -> Self {
-        Self {
-            body: body.boxed(),
-            _token: token,
-        }
-    }
+    _token: TaskTrackerToken,
 }
 
 impl MessageBody for Guarded {
