@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the stack needs on Debian or Ubuntu, skipping what is present.
 #   bash scripts/setup.sh          # services' dependencies and the Rust toolchain
-#   bash scripts/setup.sh --test   # ... plus the Python tools the tests drive
+#   bash scripts/setup.sh --test   # ... plus the Python tools the tests drive, the
+#                                  # Docker engine (started if not running) and the
+#                                  # local images of the compose test
 # Idempotent: a second run installs nothing. Needs root (or sudo) for apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,10 @@ PACKAGES=(
   prometheus-postgres-exporter prometheus-redis-exporter
   curl jq ca-certificates gcc pkg-config python3 python3-venv procps iproute2
 )
+
+# The compose test: Debian's Docker engine, debootstrap for the base image,
+# and systemd's tools for checking the units.
+[ "${1:-}" = "--test" ] && PACKAGES+=(docker.io debootstrap systemd)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -42,6 +48,20 @@ if ! command -v cargo >/dev/null 2>&1; then
   fi
 fi
 
+# Starts the Docker engine when none answers (systemd may not be PID 1 here).
+start_docker() {
+  docker info >/dev/null 2>&1 && return
+  say "Starting the Docker engine"
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl start docker
+  else
+    as_root sh -c 'nohup dockerd >/var/log/dockerd.log 2>&1 &'
+  fi
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && return; sleep 0.5; done
+  echo "the Docker engine did not start; see /var/log/dockerd.log" >&2
+  exit 1
+}
+
 if [ "${1:-}" = "--test" ]; then
   # shellcheck disable=SC1091
   [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
@@ -50,13 +70,13 @@ if [ "${1:-}" = "--test" ]; then
     cargo install --locked oha --version 1.16.0
   fi
   VENV=${CHATBOT_TEST_VENV:-.venv}
-  PY=$(command -v python3)
-  if ! "$VENV/bin/python" -c 'import ollama, schemathesis' >/dev/null 2>&1; then
-    say "Creating the Python test tools in $VENV (ollama client, schemathesis)"
-    "$PY" -m venv "$VENV"
+  if [ ! -x "$VENV/bin/pip" ]; then
+    say "Creating the Python venv $VENV for the test tools"
+    "$(command -v python3)" -m venv "$VENV"
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -r scripts/test-requirements.txt
-  else
-    say "Python test tools already in $VENV"
   fi
+  say "Python test tools in $VENV (scripts/test-requirements.txt)"
+  "$VENV/bin/pip" install -q -r scripts/test-requirements.txt
+  start_docker
+  bash deploy/compose/local/build.sh
 fi

@@ -7,7 +7,12 @@
 //!    `config`);
 //! 2. the environment file `config/<CHATBOT_ENV>.toml` when `CHATBOT_ENV` is set,
 //!    or the file named by `CHATBOT_CONFIG_FILE`;
-//! 3. variables `CHATBOT__SECTION__KEY`, for example `CHATBOT__DATABASE__URL`.
+//! 3. variables `CHATBOT__SECTION__KEY`, for example `CHATBOT__DATABASE__URL`;
+//! 4. variables `CHATBOT__SECTION__KEY_FILE` naming a file that holds the
+//!    value (`CHATBOT__DATABASE__URL_FILE=/run/secrets/database-url`), so
+//!    secrets come from Docker or Kubernetes secrets and systemd credentials
+//!    rather than the environment. A trailing newline is dropped; a missing
+//!    or unreadable file stops start-up naming the variable.
 //!
 //! Unknown keys are rejected, so a typo fails start-up with the key named.
 
@@ -17,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
 use serde::Deserialize;
 
 /// Every setting of the stack; each service reads the sections it needs.
@@ -79,7 +84,10 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(file));
         }
-        Ok(figment.merge(Env::prefixed("CHATBOT__").split("__")))
+        let env = Env::prefixed(ENV_PREFIX)
+            .split("__")
+            .filter(|key| !key.as_str().to_ascii_lowercase().ends_with(FILE_SUFFIX));
+        from_files(figment.merge(env), std::env::vars())
     }
 
     /// Extracts and validates settings from a figment.
@@ -115,11 +123,51 @@ impl Settings {
                 "must be at least 1 file of 1024 bytes",
             );
         }
+        if self
+            .database
+            .password
+            .as_ref()
+            .is_some_and(|p| p.expose().is_empty())
+        {
+            return fail("database.password", "must not be empty when set");
+        }
         if self.chat.model.is_empty() {
             return fail("chat.model", "must not be empty");
         }
         Ok(())
     }
+}
+
+/// Prefix of the environment variables that set keys.
+const ENV_PREFIX: &str = "CHATBOT__";
+
+/// Suffix (after lowercasing) of a variable whose value is a file to read.
+const FILE_SUFFIX: &str = "_file";
+
+/// Merges the values of the `CHATBOT__…_FILE` variables among `vars`.
+fn from_files(
+    mut figment: Figment,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<Figment, ConfigError> {
+    for (name, path) in vars {
+        let Some(key) = name
+            .strip_prefix(ENV_PREFIX)
+            .map(str::to_ascii_lowercase)
+            .and_then(|key| key.strip_suffix(FILE_SUFFIX).map(|k| k.replace("__", ".")))
+        else {
+            continue;
+        };
+        let value = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError(format!("{name}: cannot read {path}: {e}")))?;
+        let value = value.trim_end_matches(['\r', '\n']);
+        figment = figment.merge(Serialized::default(
+            &key,
+            value
+                .parse::<figment::value::Value>()
+                .unwrap_or_else(|never| match never {}),
+        ));
+    }
+    Ok(figment)
 }
 
 fn one_line(error: &figment::Error) -> String {
@@ -545,6 +593,9 @@ impl Default for AggregatorSettings {
 pub struct DatabaseSettings {
     /// Connection URL, `postgres://user:password@host:port/db`.
     pub url: Secret,
+    /// The password, when it is kept apart from the URL (usually set with
+    /// `CHATBOT__DATABASE__PASSWORD_FILE`); it replaces the URL's password.
+    pub password: Option<Secret>,
     /// Most pooled connections per process.
     pub pool_size: usize,
     /// Waiting for a pooled connection, in milliseconds.
@@ -557,6 +608,7 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: Secret::from("postgres://chatbot:chatbot@127.0.0.1:5432/chatbot"),
+            password: None,
             pool_size: 16,
             acquire_timeout_ms: 2_000,
             migrate_on_start: true,
@@ -708,6 +760,54 @@ mod tests {
             file.chat.classification.high_urgency,
             built_in.chat.classification.high_urgency
         );
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn file_variables_set_keys_from_files() {
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("default.toml", "")?;
+            jail.create_file("db-url", "postgres://u:s3cret@db/x\n")?;
+            jail.create_file("port", "4000")?;
+            let dir = jail.directory().to_owned();
+            jail.set_env("CHATBOT__DATABASE__URL_FILE", dir.join("db-url").display());
+            jail.set_env(
+                "CHATBOT__GATEWAY__SERVER__PORT_FILE",
+                dir.join("port").display(),
+            );
+            result = Some(Settings::from_figment(Settings::figment(&dir, None)?));
+            Ok(())
+        });
+        let s = result
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("did not load"));
+        assert_eq!(s.database.url.expose(), "postgres://u:s3cret@db/x");
+        assert_eq!(s.gateway.server.port, 4000);
+    }
+
+    #[test]
+    fn a_missing_file_names_the_variable() {
+        let missing = from_files(
+            Figment::new(),
+            [(
+                "CHATBOT__REDIS__URL_FILE".to_owned(),
+                "/nonexistent/redis-url".to_owned(),
+            )]
+            .into_iter(),
+        );
+        let msg = missing.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            msg.contains("CHATBOT__REDIS__URL_FILE: cannot read /nonexistent/redis-url"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn an_empty_database_password_is_refused() {
+        let err = load_with("[database]\npassword = \"\"\n", &[]).err();
+        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("database.password"), "{msg}");
     }
 
     #[test]

@@ -17,7 +17,9 @@
 //!   `/openapi.json` routes, and graceful shutdown on SIGTERM/SIGINT;
 //! - [`health`]: the readiness-check trait services implement;
 //! - [`pools`]: PostgreSQL and Redis pools and their usage metrics;
-//! - [`upstream`]: pooled keep-alive HTTP clients toward other services.
+//! - [`upstream`]: pooled keep-alive HTTP clients toward other services;
+//! - [`replicas`]: spreading an upstream's requests over the replicas behind
+//!   its host name.
 //!
 //! Start reading at [`server::ServiceBuilder`], which every `main` uses.
 
@@ -29,6 +31,7 @@ pub mod health;
 pub mod logging;
 pub mod openapi;
 pub mod pools;
+pub mod replicas;
 pub mod server;
 pub mod telemetry;
 pub mod trace_context;

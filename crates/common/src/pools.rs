@@ -30,11 +30,14 @@ pub enum PoolSetupError {
 /// A PostgreSQL pool.
 pub fn postgres(settings: &DatabaseSettings) -> Result<deadpool_postgres::Pool, PoolSetupError> {
     use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-    let config: tokio_postgres::Config = settings
+    let mut config: tokio_postgres::Config = settings
         .url
         .expose()
         .parse()
         .map_err(PoolSetupError::PostgresUrl)?;
+    if let Some(password) = &settings.password {
+        config.password(password.expose());
+    }
     let manager = Manager::from_config(
         config,
         tokio_postgres::NoTls,

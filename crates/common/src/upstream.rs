@@ -5,19 +5,24 @@
 //! built with [`Upstream::get`], [`Upstream::post`] or [`Upstream::request`],
 //! which add the current span's W3C `traceparent` (see
 //! [`crate::trace_context`]), so the peer's logs carry the same trace id.
+//! An upstream made with [`Upstream::spread`] takes the replicas behind its
+//! host name in turn (see [`crate::replicas`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::replicas::Replicas;
 
 /// A named peer reached over HTTP.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     name: &'static str,
     base: String,
+    replicas: Option<Arc<Replicas>>,
     client: reqwest::Client,
 }
 
@@ -42,7 +47,17 @@ impl Upstream {
         Self {
             name,
             base: base.trim_end_matches('/').to_owned(),
+            replicas: None,
             client,
+        }
+    }
+
+    /// As [`Upstream::new`], spreading requests over every replica that
+    /// `base`'s host name resolves to (one request each, in turn).
+    pub fn spread(name: &'static str, base: &str, client: reqwest::Client) -> Self {
+        Self {
+            replicas: Replicas::follow(base),
+            ..Self::new(name, base, client)
         }
     }
 
@@ -75,7 +90,10 @@ impl Upstream {
 
     /// The absolute URL of `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        match self.replicas.as_ref().and_then(|r| r.next_base()) {
+            Some(replica) => format!("{replica}{path}"),
+            None => format!("{}{path}", self.base),
+        }
     }
 
     /// Maps a transport failure to 503 (unreachable) or 504 (too slow).

@@ -23,8 +23,8 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     let gw = &settings.gateway;
     let client = http_client(Duration::from_secs(2));
     let state = Arc::new(routes::State {
-        chat: Upstream::new("chat", &gw.chat_url, client.clone()),
-        session: Upstream::new("session", &gw.session_url, client.clone()),
+        chat: Upstream::spread("chat", &gw.chat_url, client.clone()),
+        session: Upstream::spread("session", &gw.session_url, client.clone()),
         health: health::HealthRelay::new(
             Upstream::new("health-aggregator", &gw.aggregator_url, client),
             gw.health_details,
