@@ -8,6 +8,7 @@
 
 mod bench_smoke;
 mod chat_path;
+mod deploy_systemd;
 mod metrics;
 mod monitoring;
 mod openapi_fuzz;
