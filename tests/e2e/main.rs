@@ -8,6 +8,7 @@
 
 mod bench_smoke;
 mod chat_path;
+mod deploy_k8s;
 mod deploy_systemd;
 mod metrics;
 mod monitoring;
