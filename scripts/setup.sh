@@ -19,8 +19,8 @@ PACKAGES=(
 )
 
 # The compose test: Debian's Docker engine, debootstrap for the base image,
-# and systemd's tools for checking the units.
-[ "${1:-}" = "--test" ] && PACKAGES+=(docker.io debootstrap systemd)
+# systemd's tools and shellcheck for checking the units and install script.
+[ "${1:-}" = "--test" ] && PACKAGES+=(docker.io debootstrap systemd shellcheck)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

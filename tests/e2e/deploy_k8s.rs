@@ -18,7 +18,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::repo_root;
+use crate::{repo_root, venv_tool};
 
 /// The Kubernetes versions whose schemas the manifests must satisfy: the
 /// newest that kubernetes-validate knows and the oldest supported.
@@ -26,22 +26,6 @@ const KUBERNETES_VERSIONS: [&str; 2] = ["1.37", "1.30"];
 
 fn k8s_dir() -> PathBuf {
     repo_root().join("deploy/k8s")
-}
-
-/// A tool of the test venv (`CHATBOT_TEST_VENV`, default `.venv`).
-fn venv_tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("CHATBOT_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv"))
-        .join("bin")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the test set-up (scripts/setup.sh --test), or \
-         `.venv/bin/pip install -r scripts/test-requirements.txt`",
-        path.display()
-    );
-    path
 }
 
 /// Where this test writes its renders and generated kustomizations.

@@ -1,24 +1,9 @@
 //! schemathesis fuzzes the gateway from its own `/openapi.json`: no server
 //! error, no answer outside the documented schemas and statuses.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-use crate::Stack;
-
-/// The venv's schemathesis (made by `scripts/setup.sh --test`).
-fn schemathesis() -> PathBuf {
-    let path = std::env::var_os("CHATBOT_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join(".venv"))
-        .join("bin/schemathesis");
-    assert!(
-        path.exists(),
-        "{} is missing: run the test set-up (scripts/setup.sh --test) first",
-        path.display()
-    );
-    path
-}
+use crate::{Stack, venv_tool};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_failure() {
@@ -26,7 +11,7 @@ async fn schemathesis_finds_no_failure() {
     let spec = format!("{}/openapi.json", stack.gateway.base_url());
     let report = std::env::temp_dir().join(format!("schemathesis-{}.txt", std::process::id()));
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(schemathesis())
+        Command::new(venv_tool("schemathesis"))
             .args([
                 "run",
                 &spec,
