@@ -49,6 +49,8 @@ pub struct Settings {
     pub ollama: OllamaSettings,
     /// The optional n8n webhook for urgent messages.
     pub n8n: N8nSettings,
+    /// The operations tool, `chatbot-ops`.
+    pub ops: OpsSettings,
 }
 
 /// A failure to load the configuration: one line naming the key and problem.
@@ -678,6 +680,87 @@ impl Default for N8nSettings {
             health_url: String::new(),
         }
     }
+}
+
+/// The operations tool `chatbot-ops`: where it looks, what it keeps, and
+/// the thresholds of its checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsSettings {
+    /// Base URL whose `/health` verdict is read (the aggregator's, or the
+    /// gateway's).
+    pub health_url: String,
+    /// Prometheus, for the error ratio and latency checks; empty: skipped.
+    pub prometheus_url: String,
+    /// Highest acceptable error ratio (0.001 = 0.1 %).
+    pub max_error_ratio: f64,
+    /// Highest acceptable p95 response time, in seconds.
+    pub max_p95_seconds: f64,
+    /// A newest good backup older than this many hours is a problem.
+    pub max_backup_age_hours: u64,
+    /// Backups.
+    pub backup: BackupSettings,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        Self {
+            health_url: "http://127.0.0.1:3004".to_owned(),
+            prometheus_url: String::new(),
+            max_error_ratio: 0.001,
+            max_p95_seconds: 0.5,
+            max_backup_age_hours: 26,
+            backup: BackupSettings::default(),
+        }
+    }
+}
+
+/// Where backups go and how long they are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupSettings {
+    /// Local directory of the backups, one folder each.
+    pub dir: PathBuf,
+    /// The configuration directory archived with every backup.
+    pub config_dir: PathBuf,
+    /// Database dumps are kept this many days.
+    pub dump_retention_days: u64,
+    /// Log and configuration archives are kept this many days.
+    pub archive_retention_days: u64,
+    /// S3-compatible object storage; no bucket: local only.
+    pub s3: S3Settings,
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/var/backups/chatbot"),
+            config_dir: PathBuf::from("/etc/chatbot"),
+            dump_retention_days: 30,
+            archive_retention_days: 7,
+            s3: S3Settings::default(),
+        }
+    }
+}
+
+/// S3-compatible object storage for backups. Credentials come from
+/// `access_key_id` / `secret_access_key` (set them with `…_FILE`
+/// variables) or the standard `AWS_*` environment variables.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Settings {
+    /// The bucket; empty: backups stay local.
+    pub bucket: String,
+    /// Key prefix of every object, e.g. `chatbot/`.
+    pub prefix: String,
+    /// Endpoint of an S3-compatible server; empty: AWS.
+    pub endpoint: String,
+    /// Region.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: Option<Secret>,
+    /// Secret access key.
+    pub secret_access_key: Option<Secret>,
 }
 
 #[cfg(test)]
