@@ -8,7 +8,18 @@ use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = chatbot_ops::cli::Cli::parse();
+    let cli = match chatbot_ops::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // --help and --version print to stdout and succeed.
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(64)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let settings = match chatbot_common::config::Settings::load() {
         Ok(settings) => settings,
         Err(error) => {

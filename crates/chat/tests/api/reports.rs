@@ -1,16 +1,10 @@
-//! The operations documentation's two report queries run verbatim against
-//! our schema and give the right figures.
+//! The operations documentation's two report queries (as `chatbot-ops
+//! report` holds them) run verbatim against our schema, with the real
+//! `CURRENT_DATE`, and give the right figures.
+
+use chatbot_ops::report::{DAILY, WEEKLY};
 
 use crate::Stack;
-
-const DAILY: &str = "SELECT DATE(timestamp) as date, COUNT(*) as total_messages, COUNT(DISTINCT user_id) as active_users,
-  AVG(response_time) as avg_response_time, SUM(CASE WHEN urgency = 'HIGH' THEN 1 ELSE 0 END) as urgent_messages
-FROM messages WHERE timestamp >= CURRENT_DATE - INTERVAL '1 day' GROUP BY DATE(timestamp);";
-
-const WEEKLY: &str = "SELECT DATE_TRUNC('week', timestamp) as week, COUNT(*) as total_messages,
-  PERCENTILE_CONT(0.95) WITHIN GROUP (ORDER BY response_time) as p95_response_time,
-  SUM(CASE WHEN error IS NOT NULL THEN 1 ELSE 0 END) as errors, COUNT(DISTINCT user_id) as weekly_active_users
-FROM messages WHERE timestamp >= CURRENT_DATE - INTERVAL '7 days' GROUP BY DATE_TRUNC('week', timestamp);";
 
 /// Runs `sql` verbatim (simple protocol, so NUMERIC comes back as text).
 async fn report(db: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
