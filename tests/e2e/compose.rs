@@ -158,6 +158,43 @@ impl Compose {
         }
     }
 
+    /// Stops `service`: a chat from `user` is still answered and the verdict
+    /// turns ERROR naming `component`; starts it again: the verdict is OK,
+    /// with nothing else restarted.
+    async fn outage(&self, service: &str, component: &str, user: &str) {
+        let others = |mut started: Vec<String>| {
+            started.retain(|line| !line.contains(&format!("-{service}-")));
+            started
+        };
+        let before = others(self.started_at());
+        self.run(&["stop", service]);
+        let (status, reply) = self
+            .chat(json!({"user_id": user, "message": format!("{service} is down")}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let failing = self.health_becomes("ERROR", 30).await;
+        assert!(failing.iter().any(|f| f == component), "{failing:?}");
+        self.run(&["start", service]);
+        self.health_becomes("OK", 60).await;
+        assert_eq!(others(self.started_at()), before, "nothing else restarted");
+    }
+
+    /// `<container> <start time>` for every running container of the project.
+    fn started_at(&self) -> Vec<String> {
+        let ids = self.run(&["ps", "-q"]);
+        let inspect = Command::new("docker")
+            .args(["inspect", "--format", "{{.Name}} {{.State.StartedAt}}"])
+            .args(ids.split_whitespace())
+            .output()
+            .unwrap();
+        let mut lines: Vec<String> = String::from_utf8_lossy(&inspect.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        lines
+    }
+
     /// One SQL query through psql in the postgres container.
     fn sql(&self, query: &str) -> String {
         self.run(&[
@@ -304,26 +341,9 @@ async fn the_compose_stack_serves_survives_outages_and_keeps_its_data() {
     );
 
     // Redis down: chats are still answered, the verdict names redis.
-    compose.run(&["stop", "redis"]);
-    let (status, reply) = compose
-        .chat(json!({"user_id": "compose-user", "message": "Redis is down"}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
-    let failing = compose.health_becomes("ERROR", 30).await;
-    assert!(failing.contains(&"redis".to_owned()), "{failing:?}");
-    compose.run(&["start", "redis"]);
-    compose.health_becomes("OK", 60).await;
-
+    compose.outage("redis", "redis", "compose-user").await;
     // PostgreSQL down: still answered, and the row is written once it is back.
-    compose.run(&["stop", "postgres"]);
-    let (status, reply) = compose
-        .chat(json!({"user_id": "pg-outage", "message": "Database is down"}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
-    let failing = compose.health_becomes("ERROR", 30).await;
-    assert!(failing.contains(&"database".to_owned()), "{failing:?}");
-    compose.run(&["start", "postgres"]);
-    compose.health_becomes("OK", 60).await;
+    compose.outage("postgres", "database", "pg-outage").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while compose.sql("SELECT count(*) FROM messages WHERE user_id = 'pg-outage'") != "1" {
         assert!(
