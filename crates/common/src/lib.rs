@@ -17,6 +17,8 @@
 //!   `/openapi.json` routes, and graceful shutdown on SIGTERM/SIGINT;
 //! - [`health`]: the readiness-check trait services implement;
 //! - [`pools`]: PostgreSQL and Redis pools and their usage metrics;
+//! - [`system`]: free disk space and available memory of the host, and the
+//!   thresholds they are graded against;
 //! - [`upstream`]: pooled keep-alive HTTP clients toward other services;
 //! - [`replicas`]: spreading an upstream's requests over the replicas behind
 //!   its host name.
@@ -33,6 +35,7 @@ pub mod openapi;
 pub mod pools;
 pub mod replicas;
 pub mod server;
+pub mod system;
 pub mod telemetry;
 pub mod trace_context;
 pub mod upstream;

@@ -10,27 +10,19 @@
 //! | `memory` | yes | `MemAvailable / MemTotal` from `/proc/meminfo` against the thresholds |
 //! | each service | yes | its `/readyz` |
 //!
-//! A check only observes; the poller times it, bounds it with the timeout and
+//! The disk and memory readings come from [`chatbot_common::system`]. A
+//! check only observes; the poller times it, bounds it with the timeout and
 //! keeps the result.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use chatbot_common::error::ErrorChain;
+pub use chatbot_common::system::{Level, Thresholds};
+use chatbot_common::system::{available_memory_percent, free_percent};
 use chatbot_common::upstream::Upstream;
 use futures::future::BoxFuture;
 use serde::Deserialize;
-
-/// The outcome levels of the `application/health+json` draft.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    /// Healthy.
-    Pass,
-    /// Working, but past a warning threshold.
-    Warn,
-    /// Not usable.
-    Fail,
-}
 
 /// What one run of a check saw.
 #[derive(Debug, Clone)]
@@ -214,44 +206,12 @@ impl Probe for Endpoint {
     }
 }
 
-/// Lower-is-worse thresholds, in percent.
-#[derive(Debug, Clone, Copy)]
-pub struct Thresholds {
-    /// Under this, warn.
-    pub warn: f64,
-    /// Under this, fail.
-    pub fail: f64,
-}
-
-impl Thresholds {
-    fn level(&self, percent: f64) -> Level {
-        if percent < self.fail {
-            Level::Fail
-        } else if percent < self.warn {
-            Level::Warn
-        } else {
-            Level::Pass
-        }
-    }
-}
-
 /// Free space of filesystems.
 pub struct Disk {
     /// Paths on the filesystems to watch.
     pub paths: Vec<PathBuf>,
     /// Free-space thresholds.
     pub thresholds: Thresholds,
-}
-
-/// Free space of the filesystem holding `path`, in percent of its size.
-pub fn free_percent(path: &std::path::Path) -> Result<f64, String> {
-    let stats = rustix::fs::statvfs(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if stats.f_blocks == 0 {
-        return Err(format!("{}: filesystem reports no blocks", path.display()));
-    }
-    // Blocks are counted in u64; percentages need no more precision than f64 has.
-    #[allow(clippy::cast_precision_loss)]
-    Ok(stats.f_bavail as f64 * 100.0 / stats.f_blocks as f64)
 }
 
 impl Probe for Disk {
@@ -286,27 +246,6 @@ pub struct Memory {
     pub thresholds: Thresholds,
 }
 
-/// `MemAvailable / MemTotal` in percent, from `/proc/meminfo`.
-pub fn available_memory_percent() -> Result<f64, String> {
-    let meminfo =
-        std::fs::read_to_string("/proc/meminfo").map_err(|e| format!("/proc/meminfo: {e}"))?;
-    let field = |name: &str| {
-        meminfo
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| {
-                rest.trim()
-                    .trim_end_matches("kB")
-                    .trim()
-                    .parse::<f64>()
-                    .ok()
-            })
-            .ok_or_else(|| format!("/proc/meminfo has no {name}"))
-    };
-    let total = field("MemTotal:")?;
-    Ok(field("MemAvailable:")? * 100.0 / total.max(1.0))
-}
-
 impl Probe for Memory {
     fn run(&self) -> BoxFuture<'_, Observation> {
         Box::pin(async move {
@@ -323,30 +262,5 @@ impl Probe for Memory {
                 Err(reason) => Observation::fail(reason),
             }
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thresholds_grade_lower_values_worse() {
-        let t = Thresholds {
-            warn: 20.0,
-            fail: 5.0,
-        };
-        assert_eq!(t.level(50.0), Level::Pass);
-        assert_eq!(t.level(10.0), Level::Warn);
-        assert_eq!(t.level(1.0), Level::Fail);
-    }
-
-    #[test]
-    fn system_readings_are_percentages() {
-        let disk = free_percent(std::path::Path::new("/")).unwrap_or(-1.0);
-        assert!((0.0..=100.0).contains(&disk), "{disk}");
-        let memory = available_memory_percent().unwrap_or(-1.0);
-        assert!((0.0..=100.0).contains(&memory), "{memory}");
-        assert!(free_percent(std::path::Path::new("/no/such/path")).is_err());
     }
 }

@@ -93,10 +93,7 @@ fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc
             "system",
             Disk {
                 paths: agg.disk_paths.clone(),
-                thresholds: Thresholds {
-                    warn: agg.disk_warn_free_percent,
-                    fail: agg.disk_fail_free_percent,
-                },
+                thresholds: Thresholds::disk(agg),
             },
         ),
         Check::new(
@@ -104,10 +101,7 @@ fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc
             true,
             "system",
             Memory {
-                thresholds: Thresholds {
-                    warn: agg.memory_warn_available_percent,
-                    fail: agg.memory_fail_available_percent,
-                },
+                thresholds: Thresholds::memory(agg),
             },
         ),
     ];

@@ -39,10 +39,14 @@ pub fn started(id: &str) -> Option<DateTime<Utc>> {
 
 /// Whether the backup in `dir` is complete (its manifest says so).
 pub fn is_good(dir: &Path) -> bool {
-    std::fs::read(dir.join(MANIFEST))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .is_some_and(|manifest| manifest["complete"] == true)
+    std::fs::read(dir.join(MANIFEST)).is_ok_and(|bytes| says_complete(&bytes))
+}
+
+/// Whether the manifest `bytes` says `"complete": true` (the same test for
+/// a local manifest and for one in the bucket).
+pub fn says_complete(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .is_ok_and(|manifest| manifest["complete"] == true)
 }
 
 /// Every backup folder under `root`, oldest first, good or not.

@@ -34,6 +34,60 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// The documentation's daily checks in one run: verdict, error logs,
+    /// disk, memory, services, error ratio and p95, newest backup.
+    DailyCheck,
+    /// The documentation's monitoring checklist: the items a program can
+    /// check, checked; the others listed for a person.
+    Checklist {
+        /// Which checklist.
+        #[arg(value_enum)]
+        period: Period,
+    },
+    /// Backs up the database (pg_dump -Fc), the logs and the configuration
+    /// to ops.backup.dir, uploads to ops.backup.s3 when a bucket is set, and
+    /// deletes expired backups. Non-zero exit on any failure.
+    Backup,
+    /// Restores a backup's database dump, checked against its manifest
+    /// before and after.
+    Restore {
+        /// A backup folder, or a backup id (20261201T020000Z) looked up in
+        /// ops.backup.dir, then in the bucket.
+        #[arg(long)]
+        from: String,
+        /// The database to restore into (default: database.url).
+        #[arg(long, env = "CHATBOT_OPS_TARGET_URL", hide_env_values = true)]
+        target_url: Option<String>,
+        /// Restore even into a database that holds data, replacing the
+        /// backup's tables.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The weekly restore drill: a backup restored into a scratch database
+    /// and every table compared. Exit 0 only when all are identical.
+    Drill,
+}
+
+/// The checklists of the operations documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Period {
+    /// Daily monitoring.
+    Daily,
+    /// Weekly maintenance.
+    Weekly,
+    /// Monthly review.
+    Monthly,
+}
+
+impl Period {
+    /// `daily`, `weekly`, `monthly`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Daily => "daily",
+            Self::Weekly => "weekly",
+            Self::Monthly => "monthly",
+        }
+    }
 }
 
 /// The reports of the operations documentation.

@@ -7,14 +7,37 @@
 //!
 //! - [`health`]: the aggregator's verdict;
 //! - [`report`]: the documentation's daily and weekly SQL reports;
-//! - [`catalog`]: the local backups and which of them are good.
+//! - [`catalog`]: the local backups and which of them are good;
+//! - [`daily_check`]: the documentation's daily checks in one run;
+//! - [`checklist`]: its monitoring checklists, daily, weekly and monthly;
+//! - [`check`]: their rows and exit code, from the host ([`local`]), the
+//!   log files ([`logs`]) and Prometheus ([`prometheus`]).
+//! - [`backup`], [`restore`], [`drill`]: backups (database dump, log and
+//!   configuration archives, [`manifest`]) kept locally and in S3-compatible
+//!   storage ([`store`]) with [`retention`], restored and drilled ([`pg`],
+//!   [`archive`]).
 
+pub mod archive;
+pub mod backup;
 pub mod catalog;
+pub mod check;
+pub mod checklist;
 pub mod cli;
+pub mod daily_check;
+pub mod drill;
 pub mod error;
 pub mod health;
+pub mod http;
+pub mod local;
+pub mod logs;
+pub mod manifest;
 pub mod output;
+pub mod pg;
+pub mod prometheus;
 pub mod report;
+pub mod restore;
+pub mod retention;
+pub mod store;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -33,6 +56,15 @@ pub async fn run(cli: cli::Cli, settings: &Settings) -> ExitCode {
             let format = if json { cli::Format::Json } else { format };
             report::run(settings, kind, date, format).await
         }
+        cli::Command::DailyCheck => daily_check::run(settings).await,
+        cli::Command::Checklist { period } => checklist::run(settings, period).await,
+        cli::Command::Backup => backup::run(settings).await,
+        cli::Command::Restore {
+            from,
+            target_url,
+            force,
+        } => restore::run(settings, &from, target_url.as_deref(), force).await,
+        cli::Command::Drill => drill::run(settings).await,
     };
     match result {
         Ok(report) => {

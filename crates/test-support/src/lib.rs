@@ -11,6 +11,7 @@
 //! * [`external`]: third-party servers (Prometheus, exporters) run for a test.
 //! * [`n8n`]: [`N8nStandIn`], an HTTP receiver standing in for n8n's webhook
 //!   and health endpoint.
+//! * [`s3`]: [`TestS3`], a throwaway S3-compatible server (moto).
 //!
 //! Nothing here ever touches the machine's own PostgreSQL (5432) or Redis
 //! (6379): every server is started on a port taken from the kernel's free
@@ -24,6 +25,7 @@ pub mod n8n;
 pub mod postgres;
 pub mod process;
 pub mod redis;
+pub mod s3;
 
 mod util;
 
@@ -31,3 +33,4 @@ pub use n8n::{N8nStandIn, ReceivedRequest};
 pub use postgres::{TestPostgres, shared_postgres};
 pub use process::{ServiceProcess, free_port};
 pub use redis::{TestRedis, fresh_prefix, shared_redis};
+pub use s3::TestS3;
