@@ -31,7 +31,11 @@ SECRET_EXAMPLE = HERE / "secret.example.env"
 SECRET_NAME = "chatbot-secrets"
 # The keys of the Secret chatbot-secrets that README.md and
 # secret.example.env document; pods may mount only these.
-SECRET_KEYS = {"database-url", "redis-url", "n8n-webhook-url"}
+SECRET_KEYS = {
+    "database-url", "redis-url", "n8n-webhook-url", "s3-access-key-id", "s3-secret-access-key",
+}
+# CronJob name -> the chatbot-ops command it runs.
+CRONJOBS = {"backup": ["/usr/local/bin/chatbot-ops", "backup"]}
 
 # Deployment name -> (section of the configuration, binary).
 SERVICES = {
@@ -347,6 +351,59 @@ def check_deployment(dep, configmaps):
     return {"labels": pod_labels, "port": port, "replicas": replicas, "pod": pod, "settings": main_settings}
 
 
+def check_cronjob(cj, configmaps):
+    """A scheduled chatbot-ops job: the same pod hardening as the services,
+    its secrets and configuration, one run at a time, a failure visible."""
+    name = cj["metadata"]["name"]
+    where = f"CronJob/{name}"
+    if name not in CRONJOBS:
+        problem(where, "unexpected CronJob")
+        return
+    spec = cj["spec"]
+    if len(spec.get("schedule", "").split()) != 5:
+        problem(where, f"schedule {spec.get('schedule')!r} is not a five-field cron line")
+    if spec.get("concurrencyPolicy") != "Forbid":
+        problem(where, "concurrencyPolicy must be Forbid (two backups at once race on retention)")
+    job = spec["jobTemplate"]["spec"]
+    if "activeDeadlineSeconds" not in job:
+        problem(where, "jobTemplate needs activeDeadlineSeconds (a hung run must end)")
+    if job.get("backoffLimit", 6) > 2:
+        problem(where, "backoffLimit above 2 hides a failing backup behind retries")
+    pod = job["template"]["spec"]
+    pod_sc = pod.get("securityContext") or {}
+    if pod.get("restartPolicy") not in ("Never", "OnFailure"):
+        problem(where, "restartPolicy must be Never or OnFailure")
+    if pod.get("automountServiceAccountToken") is not False:
+        problem(where, "automountServiceAccountToken must be false")
+    for volume in pod.get("volumes") or []:
+        if "hostPath" in volume:
+            problem(where, f"volume {volume['name']} is a hostPath")
+    containers = pod["containers"]
+    if len(containers) != 1:
+        problem(where, "needs exactly one container")
+        return
+    container = containers[0]
+    if (container.get("command") or []) + (container.get("args") or []) != CRONJOBS[name]:
+        problem(where, f"container must run {' '.join(CRONJOBS[name])}")
+    cwhere = f"{where} container {container['name']}"
+    check_container_security(cwhere, container, pod_sc)
+    check_resources(cwhere, container)
+    check_secret_files(cwhere, pod, container)
+    settings = check_config_file(cwhere, pod, container, configmaps)
+    if settings is not None:
+        check_known_keys(cwhere, settings)
+    env = {e["name"]: e.get("value") for e in container.get("env") or []}
+    bucket = env.get("CHATBOT__OPS__BACKUP__S3__BUCKET") or (
+        ((settings or {}).get("ops") or {}).get("backup", {}).get("s3", {}).get("bucket")
+    )
+    if not bucket:
+        problem(where, "no bucket (ops.backup.s3.bucket): the backup would stay on the pod's scratch disk")
+    backup_dir = env.get("CHATBOT__OPS__BACKUP__DIR")
+    mounts = {m["mountPath"].rstrip("/") for m in container.get("volumeMounts") or []}
+    if backup_dir not in mounts:
+        problem(where, f"CHATBOT__OPS__BACKUP__DIR {backup_dir} is not a mounted volume (the root is read-only)")
+
+
 def check_migrations(deployments, jobs):
     runs = []
     for name, info in deployments.items():
@@ -590,6 +647,8 @@ def main(path):
         if name not in deployments and not any(p.startswith(f"Deployment/{name}:") for p in problems):
             problem(f"Deployment/{name}", "missing")
 
+    for cj in by_kind.get("CronJob", []):
+        check_cronjob(cj, configmaps)
     check_migrations(deployments, by_kind.get("Job", []))
     services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
     check_services(services, deployments)

@@ -8,8 +8,10 @@
 #
 # What it does (every step is safe to repeat):
 #   - the system user and group `chatbot` (/etc/sysusers.d/chatbot.conf);
-#   - gateway, chat, session, health-aggregator -> PREFIX/bin (default
-#     /opt/chatbot/bin), this directory's README -> PREFIX/share/doc/chatbot;
+#   - gateway, chat, session, health-aggregator, chatbot-ops -> PREFIX/bin
+#     (default /opt/chatbot/bin), this directory's README ->
+#     PREFIX/share/doc/chatbot;
+#   - /var/backups/chatbot (chatbot:chatbot 0750), where backups go;
 #   - /etc/chatbot/default.toml from config/ (replaced: it belongs to the
 #     release) and /etc/chatbot/production.toml (a commented template, only if
 #     absent: it belongs to the operator);
@@ -19,7 +21,8 @@
 #   - the units -> /etc/systemd/system; with --with-n8n also the drop-in that
 #     hands chat the n8n webhook URL as a credential (and its placeholder);
 #   - when systemd runs (/run/systemd/system exists): daemon-reload, enable
-#     chatbot-service and start it once no credential placeholder is empty.
+#     chatbot-service and the backup and daily-check timers, and start them
+#     once no credential placeholder is empty.
 #     Otherwise the units are enabled offline (systemctl --root) for the next
 #     boot and nothing is started.
 #
@@ -38,7 +41,7 @@ destdir=${DESTDIR:-}
 with_n8n=0
 start=1
 
-binaries=(gateway chat session health-aggregator)
+binaries=(gateway chat session health-aggregator chatbot-ops)
 units=(
     chatbot-service.service
     chatbot-gateway.service
@@ -47,7 +50,13 @@ units=(
     chatbot-health-aggregator.service
     chatbot-migrate.service
     chatbot.slice
+    chatbot-backup.service
+    chatbot-backup.timer
+    chatbot-daily-check.service
+    chatbot-daily-check.timer
 )
+# Enabled (and started with the stack): the stack and the two timers.
+enabled=(chatbot-service chatbot-backup.timer chatbot-daily-check.timer)
 
 usage() {
     cat <<EOF
@@ -134,6 +143,10 @@ for binary in "${binaries[@]}"; do
 done
 install -m 0644 "$here/README.md" "$root$prefix/share/doc/chatbot/systemd.md"
 
+# The backups (ops.backup.dir): the backup unit's only writable path.
+install -d -m 0750 "$root/var/backups/chatbot"
+[ $staged -eq 1 ] || chown chatbot:chatbot "$root/var/backups/chatbot"
+
 # 3. Configuration: root-owned, readable by the group chatbot.
 group_owned() {
     [ $staged -eq 1 ] || chown root:chatbot "$@"
@@ -204,15 +217,15 @@ done
 if [ $staged -eq 0 ] && [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     if [ $start -eq 1 ] && [ ${#empty[@]} -eq 0 ]; then
-        systemctl enable --now chatbot-service
-        say "chatbot-service is enabled and started (a running stack keeps its old binaries until: systemctl restart chatbot-service, or one unit at a time)"
+        systemctl enable --now "${enabled[@]}"
+        say "chatbot-service and its timers are enabled and started (a running stack keeps its old binaries until: systemctl restart chatbot-service, or one unit at a time)"
     else
-        systemctl enable chatbot-service
-        say "chatbot-service is enabled, not started"
+        systemctl enable "${enabled[@]}"
+        say "chatbot-service and its timers are enabled, not started"
     fi
 else
     if command -v systemctl >/dev/null; then
-        systemctl --root="${root:-/}" --quiet enable chatbot-service
+        systemctl --root="${root:-/}" --quiet enable "${enabled[@]}"
         say "systemd is not running here (or the install is staged): the units are installed and enabled for the next boot, nothing was started"
     else
         say "systemd is not running here and systemctl is missing: the units are installed, not enabled"

@@ -188,6 +188,7 @@ fn kind_count(summary: &Value, kind: &str) -> u64 {
 fn every_kustomization_renders_validates_strictly_and_keeps_its_promises() {
     let mut failures = Vec::new();
     let mut service_monitors = 0;
+    let mut cron_jobs = 0;
     for (label, dir) in targets() {
         let file = render(&label, &dir);
         let validation = validate(&file);
@@ -231,6 +232,7 @@ fn every_kustomization_renders_validates_strictly_and_keeps_its_promises() {
             ));
         }
         service_monitors += monitors;
+        cron_jobs += kind_count(&summary, "CronJob");
         for kind in ["Deployment", "Service"] {
             if kind_count(&summary, kind) != 4 {
                 failures.push(format!("{label}: expected 4 of {kind}: {summary}"));
@@ -253,6 +255,24 @@ fn every_kustomization_renders_validates_strictly_and_keeps_its_promises() {
         service_monitors > 0,
         "no render has a ServiceMonitor: the servicemonitor component went unchecked"
     );
+    assert!(
+        cron_jobs > 0,
+        "no render has a CronJob: the backup component went unchecked"
+    );
+}
+
+/// check.py fails `text` (a broken copy of `original`) with `expected`.
+fn assert_caught(what: &str, text: &str, original: &str, expected: &str) {
+    assert_ne!(text, original, "{what}: the change did not apply");
+    let file = scratch().join("broken.yaml");
+    std::fs::write(&file, text).unwrap();
+    match check(&file) {
+        Ok(summary) => panic!("{what}: check.py passed it: {summary}"),
+        Err(problems) => assert!(
+            problems.contains(expected),
+            "{what}: expected {expected:?} in:\n{problems}"
+        ),
+    }
 }
 
 /// The checks fail on the mistakes they exist for: each change to the base's
@@ -327,16 +347,33 @@ fn the_checks_catch_broken_manifests() {
         ),
     ];
     for (what, text, expected) in cases {
-        assert_ne!(text, base, "{what}: the change did not apply");
-        let file = scratch().join("broken.yaml");
-        std::fs::write(&file, text).unwrap();
-        match check(&file) {
-            Ok(summary) => panic!("{what}: check.py passed it: {summary}"),
-            Err(problems) => assert!(
-                problems.contains(expected),
-                "{what}: expected {expected:?} in:\n{problems}"
-            ),
-        }
+        assert_caught(what, &text, &base, expected);
+    }
+
+    // The backup CronJob: one run at a time, and a bucket to write to.
+    let (label, dir) = targets()
+        .into_iter()
+        .find(|(label, _)| label == "base + components/backup")
+        .unwrap();
+    let with_backup = std::fs::read_to_string(render(&label, &dir)).unwrap();
+    for (what, text, expected) in [
+        (
+            "overlapping backups",
+            with_backup.replacen("concurrencyPolicy: Forbid", "concurrencyPolicy: Allow", 1),
+            "concurrencyPolicy must be Forbid",
+        ),
+        (
+            "no bucket",
+            with_backup.replacen("value: chatbot-backups", "value: \"\"", 1),
+            "no bucket",
+        ),
+        (
+            "the backup on the read-only root",
+            with_backup.replacen("value: /var/backups/chatbot", "value: /srv/backups", 1),
+            "CHATBOT__OPS__BACKUP__DIR /srv/backups is not a mounted volume",
+        ),
+    ] {
+        assert_caught(what, &text, &with_backup, expected);
     }
 
     // kubernetes-validate is strict: an unknown field fails.

@@ -24,8 +24,21 @@ use crate::repo_root;
 /// The four services: binary `NAME`, unit `chatbot-NAME.service`.
 const SERVICES: [&str; 4] = ["gateway", "chat", "session", "health-aggregator"];
 
+/// Every binary install.sh installs: the services and the operations tool.
+const BINARIES: [&str; 5] = [
+    "gateway",
+    "chat",
+    "session",
+    "health-aggregator",
+    "chatbot-ops",
+];
+
+/// The scheduled jobs: `chatbot-NAME.timer` runs `chatbot-NAME.service`,
+/// which runs `chatbot-ops NAME`.
+const JOBS: [&str; 2] = ["backup", "daily-check"];
+
 /// Every unit file install.sh installs.
-const UNITS: [&str; 7] = [
+const UNITS: [&str; 11] = [
     "chatbot-service.service",
     "chatbot-gateway.service",
     "chatbot-chat.service",
@@ -33,6 +46,10 @@ const UNITS: [&str; 7] = [
     "chatbot-health-aggregator.service",
     "chatbot-migrate.service",
     "chatbot.slice",
+    "chatbot-backup.service",
+    "chatbot-backup.timer",
+    "chatbot-daily-check.service",
+    "chatbot-daily-check.timer",
 ];
 
 /// Highest accepted `systemd-analyze security` exposure of a unit that runs
@@ -82,10 +99,10 @@ impl Drop for TempDir {
     }
 }
 
-/// A directory with stand-in binaries of the four services.
+/// A directory with stand-in binaries of the services and chatbot-ops.
 fn fake_binaries() -> TempDir {
     let dir = TempDir::new("bin");
-    for name in SERVICES {
+    for name in BINARIES {
         let path = dir.0.join(name);
         std::fs::write(&path, format!("#!/bin/sh\necho 'stand-in {name}'\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -271,6 +288,10 @@ fn install_script_stages_the_expected_tree_and_is_idempotent() {
         "opt/chatbot/share/doc",
         "opt/chatbot/share/doc/chatbot",
         "opt/chatbot/share/doc/chatbot/systemd.md",
+        "etc/systemd/system/timers.target.wants",
+        "var",
+        "var/backups",
+        "var/backups/chatbot",
     ]
     .into_iter()
     .map(str::to_owned)
@@ -278,10 +299,17 @@ fn install_script_stages_the_expected_tree_and_is_idempotent() {
     for unit in UNITS {
         expected.push(format!("etc/systemd/system/{unit}"));
     }
+    for binary in BINARIES {
+        expected.push(format!("opt/chatbot/bin/{binary}"));
+    }
     for service in SERVICES {
-        expected.push(format!("opt/chatbot/bin/{service}"));
         expected.push(format!(
             "etc/systemd/system/chatbot-service.service.wants/chatbot-{service}.service"
+        ));
+    }
+    for job in JOBS {
+        expected.push(format!(
+            "etc/systemd/system/timers.target.wants/chatbot-{job}.timer"
         ));
     }
     expected.sort();
@@ -297,6 +325,8 @@ fn install_script_stages_the_expected_tree_and_is_idempotent() {
         ("etc/chatbot/credentials/redis-url", "file 0600"),
         ("opt/chatbot/bin/chat", "file 0755"),
         ("etc/systemd/system/chatbot-chat.service", "file 0644"),
+        ("opt/chatbot/bin/chatbot-ops", "file 0755"),
+        ("var/backups/chatbot", "dir 0750"),
     ] {
         assert_eq!(mode_of(&first, path), mode, "{path}");
     }
@@ -313,6 +343,10 @@ fn install_script_stages_the_expected_tree_and_is_idempotent() {
     assert_eq!(
         first["etc/systemd/system/chatbot-service.service.wants/chatbot-chat.service"],
         "link -> /etc/systemd/system/chatbot-chat.service"
+    );
+    assert_eq!(
+        first["etc/systemd/system/timers.target.wants/chatbot-backup.timer"],
+        "link -> /etc/systemd/system/chatbot-backup.timer"
     );
     assert_units_installed(&root.0, "/opt/chatbot");
 
@@ -637,6 +671,12 @@ fn units_carry_hardening_credentials_and_stop_timeout() {
         "chatbot-migrate.service".to_owned(),
         "/opt/chatbot/bin/chat migrate".to_owned(),
     ));
+    for job in JOBS {
+        runners.push((
+            format!("chatbot-{job}.service"),
+            format!("/opt/chatbot/bin/chatbot-ops {job}"),
+        ));
+    }
     for (name, exec) in &runners {
         let unit = Unit::load(name);
         assert_eq!(unit.one("Service", "ExecStart"), exec, "{name}");
@@ -660,9 +700,15 @@ fn units_carry_hardening_credentials_and_stop_timeout() {
                 .contains(&"network-online.target"),
             "{name}: Wants="
         );
-        // Writable: the log directory and nothing else.
-        assert!(
-            unit.all("Service", "ReadWritePaths").is_empty(),
+        // Writable: the log directory (the backups for the backup job) and
+        // nothing else.
+        let writable: &[&str] = match name.as_str() {
+            "chatbot-backup.service" => &["/var/backups/chatbot"],
+            _ => &[],
+        };
+        assert_eq!(
+            unit.all("Service", "ReadWritePaths"),
+            writable,
             "{name}: ReadWritePaths="
         );
         assert!(
@@ -696,7 +742,8 @@ fn units_carry_hardening_credentials_and_stop_timeout() {
         let needed: &[&str] = match name.as_str() {
             "chatbot-gateway.service" => &[],
             "chatbot-session.service" => &["redis-url"],
-            "chatbot-migrate.service" => &["database-url"],
+            "chatbot-migrate.service" | "chatbot-backup.service" => &["database-url"],
+            "chatbot-daily-check.service" => &[],
             _ => &["database-url", "redis-url"],
         };
         assert_eq!(credentials, needed, "{name}: credentials");
@@ -772,4 +819,71 @@ fn units_carry_hardening_credentials_and_stop_timeout() {
     assert_eq!(group.words("Install", "Also"), members);
     assert_eq!(group.words("Unit", "After"), members);
     assert!(group.all("Unit", "Requires").is_empty() && group.all("Unit", "BindsTo").is_empty());
+}
+
+#[test]
+fn timers_run_the_backup_and_the_daily_check_every_day() {
+    for job in JOBS {
+        let name = format!("chatbot-{job}.timer");
+        let timer = Unit::load(&name);
+        assert_eq!(timer.one("Install", "WantedBy"), "timers.target", "{name}");
+        assert_eq!(timer.one("Timer", "Persistent"), "true", "{name}");
+        // No Unit=: the timer starts the service of the same name.
+        assert!(timer.all("Timer", "Unit").is_empty(), "{name}");
+        let calendar = timer.one("Timer", "OnCalendar");
+        let output = run(Command::new("systemd-analyze")
+            .args(["calendar", "--iterations=2", calendar])
+            .env("TZ", "UTC"));
+        let said = text(&output.stdout);
+        assert!(output.status.success(), "{name}: {said}");
+        // "Next elapse: Wed 2026-12-02 02:00:00 UTC", "Iter. #2: Thu …".
+        let next: Vec<chrono::NaiveDateTime> = said
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("Next elapse:") || l.starts_with("Iter. #"))
+            .filter_map(|l| l.split_once(": "))
+            .map(|(_, t)| {
+                chrono::NaiveDateTime::parse_from_str(t.trim(), "%a %Y-%m-%d %H:%M:%S UTC").unwrap()
+            })
+            .collect();
+        assert_eq!(next.len(), 2, "{name}: {said}");
+        assert_eq!(
+            next[1] - next[0],
+            chrono::Duration::days(1),
+            "{name}: daily"
+        );
+
+        let service = Unit::load(&format!("chatbot-{job}.service"));
+        assert_eq!(service.one("Service", "Type"), "oneshot", "{name}");
+        assert!(service.all("Install", "WantedBy").is_empty(), "{name}");
+        assert!(service.all("Unit", "PartOf").is_empty(), "{name}");
+    }
+    // The nightly backup comes before the morning check that reads its age.
+    let at = |job: &str| {
+        let timer = Unit::load(&format!("chatbot-{job}.timer"));
+        timer.one("Timer", "OnCalendar").to_owned()
+    };
+    assert!(at("backup") < at("daily-check"));
+
+    // The backup: the bucket's keys from an optional file read by systemd,
+    // and the credentials left out of the configuration archive.
+    let backup = Unit::load("chatbot-backup.service");
+    assert_eq!(
+        backup.one("Service", "EnvironmentFile"),
+        "-/etc/chatbot/credentials/s3.env"
+    );
+    assert_eq!(
+        backup.one("Service", "TemporaryFileSystem"),
+        "/etc/chatbot/credentials:ro"
+    );
+    for variable in [
+        "CHATBOT__OPS__BACKUP__DIR=/var/backups/chatbot",
+        "CHATBOT__OPS__BACKUP__CONFIG_DIR=/etc/chatbot",
+        "CHATBOT__LOG__DIR=/var/log/chatbot",
+    ] {
+        assert!(
+            backup.all("Service", "Environment").contains(&variable),
+            "{variable}"
+        );
+    }
 }

@@ -14,6 +14,7 @@ mod deploy_systemd;
 mod metrics;
 mod monitoring;
 mod openapi_fuzz;
+mod ops;
 mod readme_command;
 mod shutdown;
 mod traces;

@@ -16,7 +16,7 @@ use test_support::{N8nStandIn, TestRedis, free_port};
 use crate::{Stack, repo_root};
 
 /// Every alert-rule file, copied with `for:` set to 0s.
-fn rules_without_delays(dir: &Path) -> PathBuf {
+pub(crate) fn rules_without_delays(dir: &Path) -> PathBuf {
     let rules = dir.join("rules");
     std::fs::create_dir_all(&rules).unwrap();
     for entry in std::fs::read_dir(repo_root().join("alerts")).unwrap() {
@@ -61,12 +61,44 @@ fn prometheus_config(stack: &Stack, ports: &Ports, rules: &Path) -> String {
         .fold(shipped, |text, (from, to)| text.replace(from, to))
 }
 
-struct Ports {
+/// The ports of the monitoring servers (free ones).
+pub(crate) struct Ports {
     postgres: u16,
     redis: u16,
     node: u16,
     alertmanager: u16,
     prometheus: u16,
+}
+
+impl Ports {
+    pub(crate) fn free() -> Self {
+        Self {
+            postgres: free_port(),
+            redis: free_port(),
+            node: free_port(),
+            alertmanager: free_port(),
+            prometheus: free_port(),
+        }
+    }
+}
+
+/// Prometheus with the shipped configuration and rules (see
+/// [`prometheus_config`], [`rules_without_delays`]), its files in `dir`.
+pub(crate) fn start_prometheus(stack: &Stack, ports: &Ports, dir: &Path) -> External {
+    let rules = rules_without_delays(dir);
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, prometheus_config(stack, ports, &rules)).unwrap();
+    External::spawn(
+        "prometheus",
+        &[
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
+            format!("--web.listen-address=127.0.0.1:{}", ports.prometheus),
+        ],
+        &[],
+        ports.prometheus,
+        "/-/ready",
+    )
 }
 
 struct Monitoring {
@@ -76,13 +108,7 @@ struct Monitoring {
 }
 
 fn start_monitoring(stack: &Stack, redis: &TestRedis, n8n: &N8nStandIn, dir: &Path) -> Monitoring {
-    let ports = Ports {
-        postgres: free_port(),
-        redis: free_port(),
-        node: free_port(),
-        alertmanager: free_port(),
-        prometheus: free_port(),
-    };
+    let ports = Ports::free();
     let listen = |port: u16| format!("--web.listen-address=127.0.0.1:{port}");
     let exporters = vec![
         External::spawn(
@@ -135,20 +161,7 @@ fn start_monitoring(stack: &Stack, redis: &TestRedis, n8n: &N8nStandIn, dir: &Pa
         ports.alertmanager,
         "/-/ready",
     );
-    let rules = rules_without_delays(dir);
-    let config = dir.join("prometheus.yml");
-    std::fs::write(&config, prometheus_config(stack, &ports, &rules)).unwrap();
-    let prometheus = External::spawn(
-        "prometheus",
-        &[
-            format!("--config.file={}", config.display()),
-            format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
-            listen(ports.prometheus),
-        ],
-        &[],
-        ports.prometheus,
-        "/-/ready",
-    );
+    let prometheus = start_prometheus(stack, &ports, dir);
     Monitoring {
         prometheus,
         alertmanager,
@@ -157,7 +170,7 @@ fn start_monitoring(stack: &Stack, redis: &TestRedis, n8n: &N8nStandIn, dir: &Pa
 }
 
 /// Makes that fraction of the simulator's generations fail.
-async fn set_llm_error_rate(stack: &Stack, rate: f64) {
+pub(crate) async fn set_llm_error_rate(stack: &Stack, rate: f64) {
     let url = format!("{}/_sim/config", stack.sim.base_url());
     let response = stack
         .http
@@ -227,7 +240,7 @@ async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Result<V
 }
 
 /// Waits until `expr` returns data (rules need a few evaluations).
-async fn wait_for_data(http: &reqwest::Client, prometheus: &str, expr: &str) {
+pub(crate) async fn wait_for_data(http: &reqwest::Client, prometheus: &str, expr: &str) {
     for _ in 0..60 {
         if query(http, prometheus, expr)
             .await
