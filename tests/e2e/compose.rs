@@ -340,6 +340,31 @@ async fn the_compose_stack_serves_survives_outages_and_keeps_its_data() {
         "both replicas serve: {served:?}"
     );
 
+    // chatbot-ops in the image, as the runbooks run it: the verdict, the
+    // daily report, and a restore drill (the image's pg_dump against the
+    // compose PostgreSQL) with every table identical.
+    let ops = |args: &[&str]| {
+        let mut all = vec!["exec", "-T", "health-aggregator", "chatbot-ops"];
+        all.extend_from_slice(args);
+        compose.try_run(&all)
+    };
+    let health = ops(&["health"]);
+    assert_eq!(health.status.code(), Some(0), "{health:?}");
+    let report = ops(&["report", "daily", "--format", "csv"]);
+    assert!(
+        report.status.success()
+            && String::from_utf8_lossy(&report.stdout).starts_with("date,total_messages"),
+        "{report:?}"
+    );
+    let drill = ops(&["drill"]);
+    let said = String::from_utf8_lossy(&drill.stdout).into_owned();
+    assert_eq!(drill.status.code(), Some(0), "{drill:?}");
+    assert!(
+        said.lines()
+            .any(|l| l.starts_with("messages") && l.contains("identical")),
+        "{said}"
+    );
+
     // Redis down: chats are still answered, the verdict names redis.
     compose.outage("redis", "redis", "compose-user").await;
     // PostgreSQL down: still answered, and the row is written once it is back.
