@@ -22,27 +22,12 @@ mod traces;
 use std::path::PathBuf;
 
 use test_support::app::send_json;
+pub(crate) use test_support::venv_tool;
 use test_support::{ServiceProcess, fresh_prefix, shared_postgres, shared_redis};
 
 /// The repository root (where `config/` lives).
 pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A tool of the test venv (`CHATBOT_TEST_VENV`, default `.venv`) made by
-/// `scripts/setup.sh --test`; panics saying so when it is missing.
-pub(crate) fn venv_tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("CHATBOT_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv"))
-        .join("bin")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the test set-up (scripts/setup.sh --test) first",
-        path.display()
-    );
-    path
 }
 
 fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {

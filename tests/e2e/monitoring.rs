@@ -204,18 +204,6 @@ async fn drive_traffic(stack: &Stack) {
         .await;
 }
 
-/// Percent-encodes a query parameter.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// `GET url`, parsed as JSON.
 async fn get_json(http: &reqwest::Client, url: &str) -> Value {
     http.get(url).send().await.unwrap().json().await.unwrap()
@@ -223,7 +211,10 @@ async fn get_json(http: &reqwest::Client, url: &str) -> Value {
 
 async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Result<Vec<Value>, String> {
     let answer: Value = http
-        .get(format!("{prometheus}/api/v1/query?query={}", encode(expr)))
+        .get(format!(
+            "{prometheus}/api/v1/query?query={}",
+            test_support::urlencode(expr)
+        ))
         .send()
         .await
         .map_err(|e| e.to_string())?

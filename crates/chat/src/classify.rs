@@ -97,9 +97,10 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatbot_common::config::Settings;
 
     fn classifier() -> Classifier {
-        Classifier::new(&ClassificationSettings::default())
+        Classifier::new(&Settings::default().chat.classification)
             .unwrap_or_else(|e| panic!("default rules must compile: {e}"))
     }
 
@@ -143,7 +144,7 @@ mod tests {
 
     #[test]
     fn unknown_types_are_rejected() {
-        let mut settings = ClassificationSettings::default();
+        let mut settings = Settings::default().chat.classification;
         settings.types[0].kind = "rant".into();
         assert!(Classifier::new(&settings).is_err());
     }

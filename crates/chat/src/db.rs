@@ -12,8 +12,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chatbot_common::api::{MessageType, Urgency};
 use chatbot_common::config::DatabaseSettings;
-use chatbot_common::error::ErrorChain;
+use chatbot_common::error::{ErrorChain, ErrorCode};
 use chatbot_common::health::LiveSignal;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -86,12 +87,6 @@ pub async fn migrate(pool: &Pool) -> Result<Vec<i32>, DbError> {
     Ok(applied)
 }
 
-/// `SELECT 1`, for readiness.
-pub async fn ping(pool: &Pool) -> Result<(), DbError> {
-    pool.get().await?.execute("SELECT 1", &[]).await?;
-    Ok(())
-}
-
 /// One exchange, as stored.
 #[derive(Debug, Clone)]
 pub struct MessageRow {
@@ -104,9 +99,9 @@ pub struct MessageRow {
     /// When the message arrived.
     pub timestamp: DateTime<Utc>,
     /// Classified type.
-    pub kind: &'static str,
+    pub kind: MessageType,
     /// Classified urgency.
-    pub urgency: &'static str,
+    pub urgency: Urgency,
     /// The user's text.
     pub message: String,
     /// The reply (`None` when the LLM failed before answering).
@@ -124,7 +119,7 @@ pub struct MessageRow {
     /// What went wrong, `None` on success.
     pub error: Option<String>,
     /// The stable error code, `None` on success.
-    pub error_code: Option<&'static str>,
+    pub error_code: Option<ErrorCode>,
 }
 
 /// Inserts one row; inserting the same id twice is a no-op.
@@ -147,8 +142,8 @@ pub async fn insert(pool: &Pool, row: &MessageRow) -> Result<(), DbError> {
                 &row.session_id,
                 &row.user_id,
                 &row.timestamp,
-                &row.kind,
-                &row.urgency,
+                &row.kind.as_str(),
+                &row.urgency.as_str(),
                 &row.message,
                 &row.reply,
                 &row.model,
@@ -157,7 +152,7 @@ pub async fn insert(pool: &Pool, row: &MessageRow) -> Result<(), DbError> {
                 &row.completion_tokens,
                 &row.streamed,
                 &row.error,
-                &row.error_code,
+                &row.error_code.map(ErrorCode::as_str),
             ],
         )
         .await?;

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use chatbot_common::api::{MessageType, Urgency};
 use chatbot_common::config::N8nSettings;
 use chatbot_common::error::ErrorChain;
 use chatbot_common::server::Inflight;
@@ -26,9 +27,9 @@ pub struct UrgentMessage {
     pub user_id: String,
     /// Classified type.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: MessageType,
     /// Always `HIGH`.
-    pub urgency: &'static str,
+    pub urgency: Urgency,
     /// The user's text.
     pub message: String,
     /// When it arrived (RFC 3339).

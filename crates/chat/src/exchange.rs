@@ -325,8 +325,8 @@ fn row(
         session_id: prepared.session_id,
         user_id: prepared.user_id.clone(),
         timestamp: prepared.timestamp,
-        kind: prepared.kind.as_str(),
-        urgency: prepared.urgency.as_str(),
+        kind: prepared.kind,
+        urgency: prepared.urgency,
         message: prepared.message.clone(),
         reply: ok.map(|o| o.reply.clone()),
         model: model.to_owned(),
@@ -335,7 +335,7 @@ fn row(
         completion_tokens: ok.and_then(|o| tokens(o.completion_tokens)),
         streamed: prepared.streamed,
         error: err.map(|e| e.message.clone()),
-        error_code: err.map(|e| e.code.as_str()),
+        error_code: err.map(|e| e.code),
     }
 }
 
@@ -345,8 +345,8 @@ fn urgent(prepared: &Prepared) -> UrgentMessage {
         message_id: prepared.id,
         session_id: prepared.session_id,
         user_id: prepared.user_id.clone(),
-        kind: prepared.kind.as_str(),
-        urgency: prepared.urgency.as_str(),
+        kind: prepared.kind,
+        urgency: prepared.urgency,
         message: prepared.message.clone(),
         timestamp: prepared.timestamp.to_rfc3339(),
     }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use chatbot_common::config::Settings;
 use chatbot_common::error::ErrorChain;
-use chatbot_common::health::check_fn;
+use chatbot_common::probe::{Postgres, probe_fn};
 use chatbot_common::server::{Inflight, RunningService, ServiceBuilder};
 use chatbot_common::telemetry;
 use chatbot_common::upstream::{Upstream, http_client};
@@ -62,7 +62,7 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
     chatbot_common::pools::export_usage(&meter, "postgres", move || {
         chatbot_common::pools::postgres_usage(&usage)
     });
-    let store = session::store::SessionStore::connect(&settings.redis, &settings.session)?;
+    let store = session_store::SessionStore::connect(&settings.redis, &settings.session)?;
     let usage = store.pool().clone();
     chatbot_common::pools::export_usage(&meter, "redis", move || {
         chatbot_common::pools::redis_usage(&usage)
@@ -81,21 +81,25 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
         exchange: exchange.clone(),
         max_body_bytes: settings.gateway.max_body_bytes,
     });
-    let for_db = exchange.clone();
+    let (for_db, database) = (exchange.clone(), Arc::new(Postgres(pool)));
     Ok(ServiceBuilder::new("chat", &settings.chat.server)
-        .readiness(check_fn("database", move || {
-            let (pool, exchange) = (pool.clone(), for_db.clone());
-            Box::pin(async move {
-                exchange.writer.live().check()?;
-                db::ping(&pool)
-                    .await
-                    .map_err(|e| ErrorChain(&e).to_string())
-            })
-        }))
-        .readiness(check_fn("ollama", move || {
-            let exchange = exchange.clone();
-            Box::pin(async move { exchange.llm.ping().await })
-        }))
+        .readiness(
+            "database",
+            probe_fn(move || {
+                let (exchange, database) = (for_db.clone(), database.clone());
+                Box::pin(async move {
+                    exchange.writer.live().check()?;
+                    database.check().await
+                })
+            }),
+        )
+        .readiness(
+            "ollama",
+            probe_fn(move || {
+                let exchange = exchange.clone();
+                Box::pin(async move { exchange.llm.ping().await })
+            }),
+        )
         .openapi(openapi::document(settings.chat.max_message_chars))
         .tasks(tasks)
         .inflight(inflight)

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatbot_common::config::LlmTimeouts;
-use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
+use chatbot_common::error::{ApiError, ErrorCode};
 use chatbot_common::health::LiveSignal;
+use chatbot_common::probe::{CheckError, Endpoint};
 use chatbot_common::upstream::Upstream;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -157,20 +158,11 @@ impl LlmClient {
 
     /// Readiness: recent live calls did not all fail, and `GET /api/version`
     /// (cheap, never a generation) answers.
-    pub async fn ping(&self) -> Result<(), String> {
+    pub async fn ping(&self) -> Result<(), CheckError> {
         self.live.check()?;
-        let response = self
-            .upstream
-            .get("/api/version")
-            .timeout(Duration::from_secs(2))
-            .send()
+        Endpoint::new(self.upstream.clone(), "/api/version")
+            .check()
             .await
-            .map_err(|e| format!("ollama unreachable: {}", ErrorChain(&e)))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("ollama answered {}", response.status()))
-        }
     }
 
     /// Runs one chat call, handing each token to `on_token` as it arrives,

@@ -4,7 +4,19 @@
 
 use std::process::ExitCode;
 
-use chatbot_common::error::ErrorChain;
+use chat::StartError;
+use chatbot_common::config::Settings;
+
+/// Why `chat` stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// An argument it does not know.
+    #[error("unknown command '{0}'; usage: chat [migrate]")]
+    Usage(String),
+    /// Start-up, serving or migrating failed.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -12,12 +24,12 @@ async fn main() -> ExitCode {
     let result = match std::env::args().nth(1).as_deref() {
         None => serve(&settings).await,
         Some("migrate") => migrate(&settings).await,
-        Some(other) => Err(format!("unknown command '{other}'; usage: chat [migrate]")),
+        Some(other) => Err(Failure::Usage(other.to_owned())),
     };
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!(error = %message, "chat stopped");
+        Err(failure) => {
+            tracing::error!(error = %failure, "chat stopped");
             ExitCode::FAILURE
         }
     };
@@ -26,16 +38,16 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn serve(settings: &chatbot_common::config::Settings) -> Result<(), String> {
-    let service = chat::build(settings).await.map_err(|e| e.to_string())?;
-    service.run_until_stopped().await.map_err(|e| e.to_string())
+async fn serve(settings: &Settings) -> Result<(), Failure> {
+    let service = chat::build(settings).await?;
+    Ok(service.run_until_stopped().await.map_err(StartError::Io)?)
 }
 
-async fn migrate(settings: &chatbot_common::config::Settings) -> Result<(), String> {
-    let pool = chat::db::pool(&settings.database).map_err(|e| ErrorChain(&e).to_string())?;
+async fn migrate(settings: &Settings) -> Result<(), Failure> {
+    let pool = chat::db::pool(&settings.database).map_err(StartError::Database)?;
     let applied = chat::db::migrate(&pool)
         .await
-        .map_err(|e| ErrorChain(&e).to_string())?;
+        .map_err(StartError::Database)?;
     tracing::info!(?applied, "migrations applied");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Conversation history, read and appended straight in Redis.
 //!
-//! The session service owns the session API and the Redis layout
-//! ([`session::store`]); chat uses that same module as a library on the hot
+//! The Redis layout belongs to the [`session_store`] crate, which the session
+//! service uses too; chat reads and appends through it directly on the hot
 //! path instead of two HTTP calls to the session service per message, which
 //! cost more CPU than everything else chat does (docs/performance.md).
 //!
@@ -11,7 +11,7 @@
 
 use chatbot_common::api::Turn;
 use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
-use session::store::{SessionStore, StoreError};
+use session_store::{SessionStore, StoreError};
 use uuid::Uuid;
 
 /// What the store said about a session.

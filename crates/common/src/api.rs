@@ -219,27 +219,6 @@ pub struct SessionView {
     pub turns: Vec<Turn>,
 }
 
-/// Body of `POST /sessions` on the session service.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSession {
-    /// The owner.
-    pub user_id: String,
-}
-
-/// Body of `POST /sessions/{id}/turns` on the session service.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AppendTurns {
-    /// Turns to add, in order.
-    pub turns: Vec<Turn>,
-    /// When set and the session does not exist, create it for this user in
-    /// the same step (chat starts new conversations this way: one call
-    /// instead of two). Without it, an unknown session is a 404.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub create_for: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

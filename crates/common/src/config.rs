@@ -4,7 +4,8 @@
 //! four processes. Layers, later ones winning:
 //!
 //! 1. `config/default.toml` (the directory is `CHATBOT_CONFIG_DIR`, default
-//!    `config`);
+//!    `config`), over the same file as it was compiled in ([`DEFAULTS`]: the
+//!    one place defaults are written; no `Default` impl repeats them);
 //! 2. the environment file `config/<CHATBOT_ENV>.toml` when `CHATBOT_ENV` is set,
 //!    or the file named by `CHATBOT_CONFIG_FILE`;
 //! 3. variables `CHATBOT__SECTION__KEY`, for example `CHATBOT__DATABASE__URL`;
@@ -25,9 +26,14 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::Deserialize;
 
+/// The shipped `config/default.toml`, compiled in: the one place every
+/// default is written. It is the first layer of every load, so a deployed
+/// `default.toml` that lacks a key (an older copy) still gets its default.
+pub const DEFAULTS: &str = include_str!("../../../config/default.toml");
+
 /// Every setting of the stack; each service reads the sections it needs.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Logging.
     pub log: LogSettings,
@@ -53,10 +59,48 @@ pub struct Settings {
     pub ops: OpsSettings,
 }
 
-/// A failure to load the configuration: one line naming the key and problem.
+/// A failure to load the configuration; its message is one line naming the
+/// key (or file) and the problem.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(String);
+pub enum ConfigError {
+    /// `CHATBOT_CONFIG_FILE` or `CHATBOT_ENV` names a file that is not there.
+    #[error("invalid configuration: environment file {} does not exist", .0.display())]
+    MissingEnvFile(PathBuf),
+    /// A `CHATBOT__…_FILE` variable names a file that cannot be read.
+    #[error("invalid configuration: {variable}: cannot read {path}: {source}")]
+    UnreadableFile {
+        /// The variable.
+        variable: String,
+        /// The file it names.
+        path: String,
+        /// Why it cannot be read.
+        source: std::io::Error,
+    },
+    /// A value has the wrong type or cannot be parsed (figment's report,
+    /// on one line).
+    #[error("invalid configuration: {0}")]
+    Malformed(String),
+    /// A value is out of its range.
+    #[error("invalid configuration: {key}: {why}")]
+    OutOfRange {
+        /// The key, `chat.max_message_chars`.
+        key: &'static str,
+        /// What it must be.
+        why: &'static str,
+    },
+}
+
+impl Default for Settings {
+    /// The settings of [`DEFAULTS`] alone.
+    fn default() -> Self {
+        // The compiled-in file is checked by a unit test
+        // (`the_compiled_in_defaults_load`), so this cannot fail at run time.
+        #[allow(clippy::expect_used)]
+        Figment::from(Toml::string(DEFAULTS))
+            .extract()
+            .expect("config/default.toml is valid")
+    }
+}
 
 impl Settings {
     /// Loads the layered configuration from the process environment.
@@ -76,13 +120,12 @@ impl Settings {
 
     /// The layered sources, without extracting them.
     pub fn figment(dir: &Path, env_file: Option<&Path>) -> Result<Figment, ConfigError> {
-        let mut figment = Figment::new().merge(Toml::file(dir.join("default.toml")));
+        let mut figment = Figment::new()
+            .merge(Toml::string(DEFAULTS))
+            .merge(Toml::file(dir.join("default.toml")));
         if let Some(file) = env_file {
             if !file.exists() {
-                return Err(ConfigError(format!(
-                    "environment file {} does not exist",
-                    file.display()
-                )));
+                return Err(ConfigError::MissingEnvFile(file.to_path_buf()));
             }
             figment = figment.merge(Toml::file(file));
         }
@@ -94,13 +137,15 @@ impl Settings {
 
     /// Extracts and validates settings from a figment.
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
-        let settings: Settings = figment.extract().map_err(|e| ConfigError(one_line(&e)))?;
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Malformed(one_line(&e)))?;
         settings.validate()?;
         Ok(settings)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        let fail = |key, why| Err(ConfigError::OutOfRange { key, why });
         if self.chat.max_message_chars == 0 {
             return fail("chat.max_message_chars", "must be at least 1");
         }
@@ -159,8 +204,12 @@ fn from_files(
         else {
             continue;
         };
-        let value = std::fs::read_to_string(&path)
-            .map_err(|e| ConfigError(format!("{name}: cannot read {path}: {e}")))?;
+        let value =
+            std::fs::read_to_string(&path).map_err(|source| ConfigError::UnreadableFile {
+                variable: name.clone(),
+                path: path.clone(),
+                source,
+            })?;
         let value = value.trim_end_matches(['\r', '\n']);
         figment = figment.merge(Serialized::default(
             &key,
@@ -219,7 +268,7 @@ impl fmt::Debug for Secret {
 
 /// Logging settings.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// A `tracing` filter: a level, or per-target levels such as
     /// `info,chat=debug,tokio_postgres=warn`. `RUST_LOG` overrides it.
@@ -229,6 +278,7 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// When set, logs also go to `<dir>/<service>.log` (everything) and
     /// `<dir>/<service>.error.log` (errors only), rotated by size.
+    #[serde(default)]
     pub dir: Option<PathBuf>,
     /// A log file is rotated when it would grow past this many bytes.
     pub max_file_bytes: u64,
@@ -238,39 +288,18 @@ pub struct LogSettings {
     pub include_message_text: bool,
 }
 
-impl Default for LogSettings {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Json,
-            dir: None,
-            max_file_bytes: 10 * 1024 * 1024,
-            max_files: 5,
-            include_message_text: false,
-        }
-    }
-}
-
 /// Distributed tracing.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct TracingSettings {
     /// OTLP/HTTP endpoint spans are exported to, such as
     /// `http://127.0.0.1:4318/v1/traces`; none exports nothing (trace ids
     /// are still propagated, logged and returned to clients).
+    #[serde(default)]
     pub otlp_endpoint: Option<String>,
     /// Fraction of new traces recorded (0.0 to 1.0); an incoming sampled
     /// `traceparent` is always followed.
     pub sample_ratio: f64,
-}
-
-impl Default for TracingSettings {
-    fn default() -> Self {
-        Self {
-            otlp_endpoint: None,
-            sample_ratio: 1.0,
-        }
-    }
 }
 
 /// Log line format.
@@ -287,25 +316,14 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
-    /// Address to bind; `127.0.0.1` by default.
-    #[serde(default = "localhost")]
+    /// Address to bind.
     pub host: IpAddr,
     /// Port; 0 picks a free one (tests), and the real one is logged.
     pub port: u16,
     /// Worker threads; 0 means one a CPU core.
-    #[serde(default)]
     pub workers: usize,
     /// How long shutdown waits for in-flight requests, in seconds.
-    #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
-}
-
-fn localhost() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::LOCALHOST)
-}
-
-fn default_grace() -> u64 {
-    30
 }
 
 impl ServerSettings {
@@ -327,7 +345,7 @@ impl ServerSettings {
 
 /// The public gateway.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct GatewaySettings {
     /// Listener.
     pub server: ServerSettings,
@@ -350,24 +368,9 @@ pub struct GatewaySettings {
     pub health_cache_ms: u64,
 }
 
-impl Default for GatewaySettings {
-    fn default() -> Self {
-        Self {
-            server: ServerSettings::on(3001),
-            chat_url: "http://127.0.0.1:3002".into(),
-            session_url: "http://127.0.0.1:3003".into(),
-            max_body_bytes: 64 * 1024,
-            upstream_timeout_secs: 180,
-            aggregator_url: "http://127.0.0.1:3004".into(),
-            health_details: true,
-            health_cache_ms: 1000,
-        }
-    }
-}
-
 /// The chat service.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct ChatSettings {
     /// Listener.
     pub server: ServerSettings,
@@ -388,24 +391,9 @@ pub struct ChatSettings {
     pub write_retry_queue: usize,
 }
 
-impl Default for ChatSettings {
-    fn default() -> Self {
-        Self {
-            server: ServerSettings::on(3002),
-            model: "llama3.2:1b".into(),
-            system_prompt: "You are a helpful, concise customer-support assistant.".into(),
-            max_message_chars: 4000,
-            history_turns: 10,
-            timeouts: LlmTimeouts::default(),
-            classification: ClassificationSettings::default(),
-            write_retry_queue: 10_000,
-        }
-    }
-}
-
 /// Timeouts of one LLM call, in milliseconds.
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct LlmTimeouts {
     /// Establishing the TCP connection.
     pub connect_ms: u64,
@@ -413,16 +401,6 @@ pub struct LlmTimeouts {
     pub first_token_ms: u64,
     /// The whole call.
     pub total_ms: u64,
-}
-
-impl Default for LlmTimeouts {
-    fn default() -> Self {
-        Self {
-            connect_ms: 2_000,
-            first_token_ms: 30_000,
-            total_ms: 120_000,
-        }
-    }
 }
 
 impl LlmTimeouts {
@@ -445,7 +423,7 @@ impl LlmTimeouts {
 /// keyword occurs, else `NORMAL`. Matching ignores case and whole-word
 /// boundaries are not required for multi-word keywords.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct ClassificationSettings {
     /// Rules in priority order.
     pub types: Vec<TypeRule>,
@@ -466,56 +444,9 @@ pub struct TypeRule {
     pub keywords: Vec<String>,
 }
 
-impl Default for ClassificationSettings {
-    fn default() -> Self {
-        let rule = |kind: &str, words: &[&str]| TypeRule {
-            kind: kind.into(),
-            keywords: words.iter().map(|w| (*w).to_owned()).collect(),
-        };
-        let words = |w: &[&str]| w.iter().map(|w| (*w).to_owned()).collect();
-        Self {
-            types: vec![
-                rule(
-                    "complaint",
-                    &[
-                        "complaint",
-                        "broken",
-                        "not working",
-                        "terrible",
-                        "angry",
-                        "refund",
-                    ],
-                ),
-                rule(
-                    "request",
-                    &["please", "can you", "could you", "i need", "i want"],
-                ),
-                rule("feedback", &["feedback", "suggestion", "love", "great job"]),
-                rule(
-                    "greeting",
-                    &["hello", "hi", "hey", "good morning", "good evening"],
-                ),
-                rule(
-                    "question",
-                    &["?", "how", "what", "why", "when", "where", "who"],
-                ),
-            ],
-            high_urgency: words(&[
-                "urgent",
-                "asap",
-                "emergency",
-                "immediately",
-                "outage",
-                "down",
-            ]),
-            low_urgency: words(&["whenever", "no rush", "low priority", "just curious"]),
-        }
-    }
-}
-
 /// The session service.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct SessionSettings {
     /// Listener.
     pub server: ServerSettings,
@@ -527,20 +458,9 @@ pub struct SessionSettings {
     pub key_prefix: String,
 }
 
-impl Default for SessionSettings {
-    fn default() -> Self {
-        Self {
-            server: ServerSettings::on(3003),
-            idle_timeout_secs: 30 * 60,
-            max_turns: 50,
-            key_prefix: "chatbot:".into(),
-        }
-    }
-}
-
 /// The health aggregator.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct AggregatorSettings {
     /// Listener.
     pub server: ServerSettings,
@@ -564,39 +484,15 @@ pub struct AggregatorSettings {
     pub memory_fail_available_percent: f64,
 }
 
-impl Default for AggregatorSettings {
-    fn default() -> Self {
-        let services = [
-            ("gateway", "http://127.0.0.1:3001"),
-            ("chat", "http://127.0.0.1:3002"),
-            ("session", "http://127.0.0.1:3003"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        Self {
-            server: ServerSettings::on(3004),
-            interval_secs: 30,
-            timeout_secs: 5,
-            services,
-            stale_after_intervals: 3,
-            disk_paths: vec![PathBuf::from("/")],
-            disk_warn_free_percent: 15.0,
-            disk_fail_free_percent: 5.0,
-            memory_warn_available_percent: 20.0,
-            memory_fail_available_percent: 5.0,
-        }
-    }
-}
-
 /// PostgreSQL.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// Connection URL, `postgres://user:password@host:port/db`.
     pub url: Secret,
     /// The password, when it is kept apart from the URL (usually set with
     /// `CHATBOT__DATABASE__PASSWORD_FILE`); it replaces the URL's password.
+    #[serde(default)]
     pub password: Option<Secret>,
     /// Most pooled connections per process.
     pub pool_size: usize,
@@ -606,21 +502,9 @@ pub struct DatabaseSettings {
     pub migrate_on_start: bool,
 }
 
-impl Default for DatabaseSettings {
-    fn default() -> Self {
-        Self {
-            url: Secret::from("postgres://chatbot:chatbot@127.0.0.1:5432/chatbot"),
-            password: None,
-            pool_size: 16,
-            acquire_timeout_ms: 2_000,
-            migrate_on_start: true,
-        }
-    }
-}
-
 /// Redis.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     /// Connection URL, `redis://host:port/db`.
     pub url: Secret,
@@ -630,35 +514,17 @@ pub struct RedisSettings {
     pub timeout_ms: u64,
 }
 
-impl Default for RedisSettings {
-    fn default() -> Self {
-        Self {
-            url: Secret::from("redis://127.0.0.1:6379"),
-            pool_size: 16,
-            timeout_ms: 2_000,
-        }
-    }
-}
-
 /// The Ollama API.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct OllamaSettings {
     /// Base URL, `http://127.0.0.1:11434` for a local Ollama.
     pub url: String,
 }
 
-impl Default for OllamaSettings {
-    fn default() -> Self {
-        Self {
-            url: "http://127.0.0.1:11434".into(),
-        }
-    }
-}
-
 /// The optional n8n webhook.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct N8nSettings {
     /// Post `HIGH` urgency messages to the webhook.
     pub enabled: bool,
@@ -671,21 +537,10 @@ pub struct N8nSettings {
     pub health_url: String,
 }
 
-impl Default for N8nSettings {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            webhook_url: Secret::default(),
-            timeout_ms: 5_000,
-            health_url: String::new(),
-        }
-    }
-}
-
 /// The operations tool `chatbot-ops`: where it looks, what it keeps, and
 /// the thresholds of its checks.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct OpsSettings {
     /// Base URL whose `/health` verdict is read (the aggregator's, or the
     /// gateway's).
@@ -702,22 +557,9 @@ pub struct OpsSettings {
     pub backup: BackupSettings,
 }
 
-impl Default for OpsSettings {
-    fn default() -> Self {
-        Self {
-            health_url: "http://127.0.0.1:3004".to_owned(),
-            prometheus_url: String::new(),
-            max_error_ratio: 0.001,
-            max_p95_seconds: 0.5,
-            max_backup_age_hours: 26,
-            backup: BackupSettings::default(),
-        }
-    }
-}
-
 /// Where backups go and how long they are kept.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct BackupSettings {
     /// Local directory of the backups, one folder each.
     pub dir: PathBuf,
@@ -731,23 +573,11 @@ pub struct BackupSettings {
     pub s3: S3Settings,
 }
 
-impl Default for BackupSettings {
-    fn default() -> Self {
-        Self {
-            dir: PathBuf::from("/var/backups/chatbot"),
-            config_dir: PathBuf::from("/etc/chatbot"),
-            dump_retention_days: 30,
-            archive_retention_days: 7,
-            s3: S3Settings::default(),
-        }
-    }
-}
-
 /// S3-compatible object storage for backups. Credentials come from
 /// `access_key_id` / `secret_access_key` (set them with `…_FILE`
 /// variables) or the standard `AWS_*` environment variables.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct S3Settings {
     /// The bucket; empty: backups stay local.
     pub bucket: String,
@@ -758,8 +588,10 @@ pub struct S3Settings {
     /// Region.
     pub region: String,
     /// Access key id.
+    #[serde(default)]
     pub access_key_id: Option<Secret>,
     /// Secret access key.
+    #[serde(default)]
     pub secret_access_key: Option<Secret>,
 }
 
@@ -782,12 +614,12 @@ mod tests {
             )?));
             Ok(())
         });
-        result.unwrap_or_else(|| Err(ConfigError("jail did not run".into())))
+        result.unwrap_or_else(|| Err(ConfigError::Malformed("jail did not run".into())))
     }
 
     impl From<ConfigError> for figment::Error {
         fn from(e: ConfigError) -> Self {
-            figment::Error::from(e.0)
+            figment::Error::from(e.to_string())
         }
     }
 
@@ -821,28 +653,30 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_default_file_loads_and_matches_the_built_in_defaults() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
-        let figment = Figment::new().merge(Toml::file(dir.join("default.toml")));
-        let file = Settings::from_figment(figment).unwrap_or_else(|e| panic!("{e}"));
-        let built_in = Settings::default();
-        assert_eq!(file.gateway.server.port, 3001);
-        assert_eq!(file.chat.server.port, 3002);
-        assert_eq!(file.session.server.port, 3003);
-        assert_eq!(file.aggregator.server.port, 3004);
-        assert_eq!(file.chat.model, built_in.chat.model);
+    fn the_compiled_in_defaults_load() {
+        let figment = Figment::from(Toml::string(DEFAULTS));
+        let s = Settings::from_figment(figment).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            file.session.idle_timeout_secs,
-            built_in.session.idle_timeout_secs
+            [
+                s.gateway.server.port,
+                s.chat.server.port,
+                s.session.server.port,
+                s.aggregator.server.port
+            ],
+            [3001, 3002, 3003, 3004]
         );
-        assert_eq!(
-            file.chat.classification.types.len(),
-            built_in.chat.classification.types.len()
-        );
-        assert_eq!(
-            file.chat.classification.high_urgency,
-            built_in.chat.classification.high_urgency
-        );
+        assert_eq!(s.gateway.server.shutdown_grace_secs, 30);
+        assert_eq!(s.chat.classification.types.len(), 5);
+        assert_eq!(s.log.dir, None);
+        assert_eq!(Settings::default().chat.model, s.chat.model);
+    }
+
+    #[test]
+    fn a_partial_default_file_keeps_the_other_defaults() {
+        let s = load_with("[chat]\nmodel = \"other\"\n", &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.chat.model, "other");
+        assert_eq!(s.chat.max_message_chars, 4000, "from the compiled-in file");
+        assert_eq!(s.session.server.port, 3003);
     }
 
     #[test]

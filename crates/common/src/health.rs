@@ -1,23 +1,21 @@
-//! Readiness checks: what a service needs before it can serve traffic.
+//! Readiness: what a service needs before it can serve traffic.
 //!
-//! A service registers one [`ReadinessCheck`] per required dependency; `/readyz`
-//! runs them concurrently, each with a timeout, and answers 200 when all pass
-//! and 503 otherwise. `/livez` never runs a check: it only proves the process
-//! answers.
+//! A service registers one [`Probe`] per required dependency
+//! ([`crate::server::ServiceBuilder::readiness`]); `/readyz` runs them
+//! concurrently, each with a timeout, and answers 200 when none fails and
+//! 503 otherwise. `/livez` never runs a probe: it only proves the process
+//! answers. [`LiveSignal`] lets live traffic fail a probe early.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::future::{BoxFuture, join_all};
+use futures::future::join_all;
 use serde::Serialize;
 
-/// One required dependency of a service.
-pub trait ReadinessCheck: Send + Sync + 'static {
-    /// Component name, such as `database` or `redis`.
-    fn name(&self) -> &'static str;
-    /// Resolves to `Err(reason)` when the dependency cannot be used.
-    fn check(&self) -> BoxFuture<'_, Result<(), String>>;
-}
+use crate::probe::{CheckError, Level, Probe};
+
+/// One required dependency: its name (`database`, `redis`) and its probe.
+pub type Readiness = (&'static str, Box<dyn Probe>);
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Serialize)]
@@ -37,7 +35,7 @@ pub struct ReadinessReport {
     /// `ready` or `not_ready`.
     pub status: &'static str,
     /// Outcome per component.
-    pub checks: std::collections::BTreeMap<&'static str, CheckOutcome>,
+    pub checks: BTreeMap<&'static str, CheckOutcome>,
 }
 
 impl ReadinessReport {
@@ -47,52 +45,30 @@ impl ReadinessReport {
     }
 }
 
-/// Runs every check concurrently, each bounded by `timeout`.
-pub async fn run_checks(checks: &[Arc<dyn ReadinessCheck>], timeout: Duration) -> ReadinessReport {
-    let outcomes = join_all(checks.iter().map(|c| async move {
+/// Runs every probe concurrently, each bounded by `timeout`; a warning
+/// (a disk filling up) does not make a service unready, a failure does.
+pub async fn run_checks(checks: &[Readiness], timeout: Duration) -> ReadinessReport {
+    let outcomes = join_all(checks.iter().map(|(name, probe)| async move {
         let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(timeout, c.check()).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        let error = match tokio::time::timeout(timeout, probe.run()).await {
+            Ok(seen) if seen.level == Level::Fail => {
+                Some(seen.output.unwrap_or_else(|| "failed".to_owned()))
+            }
+            Ok(_) => None,
+            Err(_) => Some(CheckError::Timeout(timeout).to_string()),
         };
         let outcome = CheckOutcome {
-            status: if result.is_ok() { "ok" } else { "error" },
-            error: result.err(),
+            status: if error.is_none() { "ok" } else { "error" },
+            error,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
-        (c.name(), outcome)
+        (*name, outcome)
     }))
     .await;
     let ready = outcomes.iter().all(|(_, o)| o.error.is_none());
     ReadinessReport {
         status: if ready { "ready" } else { "not_ready" },
         checks: outcomes.into_iter().collect(),
-    }
-}
-
-/// A check made from a closure, for dependencies checked with one call.
-struct FnCheck<F> {
-    name: &'static str,
-    check: F,
-}
-
-/// A named check made from a closure.
-pub fn check_fn<F>(name: &'static str, check: F) -> Arc<dyn ReadinessCheck>
-where
-    F: Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
-{
-    Arc::new(FnCheck { name, check })
-}
-
-impl<F> ReadinessCheck for FnCheck<F>
-where
-    F: Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
-{
-    fn name(&self) -> &'static str {
-        self.name
-    }
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        (self.check)()
     }
 }
 
@@ -135,7 +111,7 @@ impl LiveSignal {
     }
 
     /// `Err` while recent live calls keep failing.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), CheckError> {
         let Ok(state) = self.state.lock() else {
             return Ok(());
         };
@@ -144,10 +120,10 @@ impl LiveSignal {
                 if state.failures_in_a_row >= Self::THRESHOLD
                     && at.elapsed() < Self::FORGET_AFTER =>
             {
-                Err(format!(
-                    "the last {} calls failed in live traffic: {reason}",
-                    state.failures_in_a_row
-                ))
+                Err(CheckError::FailingLive {
+                    failures: state.failures_in_a_row,
+                    reason: reason.clone(),
+                })
             }
             _ => Ok(()),
         }
@@ -165,7 +141,11 @@ mod tests {
         signal.failure("refused");
         assert!(signal.check().is_ok(), "two failures are not yet a run");
         signal.failure("refused");
-        let err = signal.check().err().unwrap_or_default();
+        let err = signal
+            .check()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(
             err.contains("last 3 calls failed") && err.contains("refused"),
             "{err}"

@@ -15,13 +15,17 @@
 //! - [`body`]: reading a JSON request body with a size limit and clear errors;
 //! - [`server`]: binding, the `/livez`, `/readyz`, `/metrics` and
 //!   `/openapi.json` routes, and graceful shutdown on SIGTERM/SIGINT;
-//! - [`health`]: the readiness-check trait services implement;
+//! - [`probe`]: looking at a dependency (PostgreSQL, Redis, an HTTP
+//!   endpoint), one abstraction for `/readyz` and the health aggregator;
+//! - [`health`]: `/readyz`, which runs a service's probes;
 //! - [`pools`]: PostgreSQL and Redis pools and their usage metrics;
 //! - [`system`]: free disk space and available memory of the host, and the
 //!   thresholds they are graded against;
 //! - [`upstream`]: pooled keep-alive HTTP clients toward other services;
 //! - [`replicas`]: spreading an upstream's requests over the replicas behind
-//!   its host name.
+//!   its host name;
+//! - [`verdict`]: the health verdict the aggregator builds, the gateway
+//!   relays and `chatbot-ops` reads.
 //!
 //! Start reading at [`server::ServiceBuilder`], which every `main` uses.
 
@@ -33,11 +37,13 @@ pub mod health;
 pub mod logging;
 pub mod openapi;
 pub mod pools;
+pub mod probe;
 pub mod replicas;
 pub mod server;
 pub mod system;
 pub mod telemetry;
 pub mod trace_context;
 pub mod upstream;
+pub mod verdict;
 
 pub use error::{ApiError, ErrorCode};

@@ -18,35 +18,46 @@
 //! - A field named `error` becomes `error.message` (the whole source chain
 //!   when it was recorded as an error value), and `error_type` `error.type`.
 //!
-//! [`LineWriter`] writes the lines: the thread that logs only copies its line
-//! into memory, and a background thread writes what has gathered every
-//! [`FLUSH_EVERY`], one `write` per destination. A request's thread never
-//! waits on the disk: under load a synchronous `write` to a log file now and
-//! then blocks for tens of milliseconds (the kernel flushing dirty pages, the
-//! file system committing its journal), and with one HTTP worker a service
-//! would stall every request meanwhile. WARN and ERROR lines are written at
-//! once, after every line before them; everything is written at shutdown
-//! ([`flush`]) and when a thread panics. A process killed outright loses at
-//! most the last [`FLUSH_EVERY`] of INFO lines.
+//! [`LineWriter`] writes the lines through `tracing-appender`'s
+//! non-blocking writers, one background thread per destination (stdout, the
+//! log file, the error file): the thread that logs only hands its line over
+//! a channel. A request's thread never waits on the disk: under load a
+//! synchronous `write` to a log file now and then blocks for tens of
+//! milliseconds (the kernel flushing dirty pages, the file system committing
+//! its journal), and with one HTTP worker a service would stall every
+//! request meanwhile. Nothing is dropped: when 128,000 lines wait (the disk
+//! has stalled for long), the logging thread waits too. Each destination
+//! keeps the order of its lines; a writer thread writes what has gathered
+//! through a buffer and flushes it as soon as the channel is empty, so
+//! lines reach the file within microseconds when the service is quiet and
+//! in batches under load. [`flush`] (at shutdown, and when a thread panics)
+//! writes what is left. A process killed outright loses the lines still in
+//! the channel.
 //!
-//! [`RotatingFile`] appends whole lines and, when the next line would push the
-//! file past its size, shifts `x.log.(N-1)` to `x.log.N` … `x.log` to
-//! `x.log.1` (dropping what falls past `max_files`) and starts a new `x.log`.
+//! The files are `file-rotate`'s: when a write takes `x.log` past its size
+//! it is shifted to `x.log.1` (… `x.log.N`, dropping what falls past
+//! `max_files`) and a new `x.log` starts. A write is a batch of whole lines
+//! (at most the 8 KiB buffer, or one longer line), so a file ends with a
+//! whole line and passes its size by less than one batch.
 
 use std::fmt::{self, Write as _};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Duration;
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use file_rotate::compression::Compression;
+use file_rotate::suffix::AppendCount;
+use file_rotate::{ContentLimit, FileRotate};
 
 use opentelemetry::trace::TraceContextExt;
 use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_log::NormalizeEvent;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -66,72 +77,45 @@ impl EcsLayer {
     }
 }
 
-/// How long an INFO line may wait in memory before it is written.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
-
-/// Past this many bytes waiting, the logging thread writes them itself.
-const MAX_PENDING: usize = 256 * 1024;
-
 /// The process's line writer, for [`flush`].
 static WRITER: OnceLock<Arc<LineWriter>> = OnceLock::new();
 
-/// Writes every waiting line now (at shutdown; a no-op before logging starts).
+/// Writes every waiting line now (at shutdown; a no-op before logging
+/// starts). Lines logged afterwards are dropped.
 pub fn flush() {
     if let Some(writer) = WRITER.get() {
         writer.flush();
     }
 }
 
-/// Lines waiting to be written, and where they go (see the module docs).
+/// Where the lines go (see the module docs).
 pub struct LineWriter {
-    to_stdout: bool,
-    to_files: bool,
-    /// Set when there is no background thread: every line is written at once.
-    at_once: AtomicBool,
-    pending: Mutex<Pending>,
-    gathered: Condvar,
-    /// The destinations; holding the lock is writing, so lines keep their order.
-    sinks: Mutex<Sinks>,
-}
-
-#[derive(Default)]
-struct Pending {
-    stdout: Vec<u8>,
-    all: Vec<u8>,
-    errors: Vec<u8>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.stdout.is_empty() && self.all.is_empty()
-    }
-}
-
-struct Sinks {
-    stdout: bool,
-    files: Option<LogFiles>,
+    stdout: Option<NonBlocking>,
+    files: Option<(NonBlocking, NonBlocking)>,
+    /// Dropping them writes what waits and stops the threads.
+    guards: Mutex<Vec<WorkerGuard>>,
 }
 
 impl LineWriter {
-    /// A writer to stdout when `stdout` is true and to `files`, with its
-    /// background thread.
+    /// A writer to stdout when `stdout` is true and to `files`, each with
+    /// its background thread.
     pub fn start(stdout: bool, files: Option<LogFiles>) -> Arc<Self> {
-        let writer = Arc::new(Self {
-            to_stdout: stdout,
-            to_files: files.is_some(),
-            at_once: AtomicBool::new(false),
-            pending: Mutex::default(),
-            gathered: Condvar::new(),
-            sinks: Mutex::new(Sinks { stdout, files }),
-        });
-        let background = writer.clone();
-        let spawned = std::thread::Builder::new()
-            .name("log-writer".into())
-            .spawn(move || background.write_every(FLUSH_EVERY));
-        if spawned.is_err() {
-            writer.at_once.store(true, Ordering::Relaxed);
-        }
-        writer
+        let mut guards = Vec::new();
+        let mut spawn = |writer: Box<dyn Write + Send + Sync>| {
+            let (writer, guard) = NonBlockingBuilder::default()
+                .lossy(false)
+                .thread_name("log-writer")
+                .finish(writer);
+            guards.push(guard);
+            writer
+        };
+        let stdout = stdout.then(|| spawn(Box::new(io::stdout())));
+        let files = files.map(|f| (spawn(Box::new(f.all)), spawn(Box::new(f.errors))));
+        Arc::new(Self {
+            stdout,
+            files,
+            guards: Mutex::new(guards),
+        })
     }
 
     /// Makes this the writer [`flush`] flushes, and flushes on panic.
@@ -145,71 +129,26 @@ impl LineWriter {
         }
     }
 
-    /// Queues one line (with its newline) of `level`.
+    /// Hands one line (with its newline) of `level` to its destinations:
+    /// stdout, the log file, and the error file for ERROR lines. A failed
+    /// write is dropped: there is nowhere left to report it.
     pub fn write(&self, level: Level, line: &[u8]) {
-        let (was_empty, full) = {
-            let mut pending = self.lock_pending();
-            let was_empty = pending.is_empty();
-            if self.to_stdout {
-                pending.stdout.extend_from_slice(line);
+        if let Some(stdout) = &self.stdout {
+            let _ = stdout.make_writer().write_all(line);
+        }
+        if let Some((all, errors)) = &self.files {
+            let _ = all.make_writer().write_all(line);
+            if level == Level::ERROR {
+                let _ = errors.make_writer().write_all(line);
             }
-            if self.to_files {
-                pending.all.extend_from_slice(line);
-                if level == Level::ERROR {
-                    pending.errors.extend_from_slice(line);
-                }
-            }
-            let waiting = pending.stdout.len().max(pending.all.len());
-            (was_empty, waiting > MAX_PENDING)
-        };
-        let urgent = matches!(level, Level::WARN | Level::ERROR);
-        if urgent || full || self.at_once.load(Ordering::Relaxed) {
-            self.flush();
-        } else if was_empty {
-            self.gathered.notify_one();
         }
     }
 
-    /// Writes every waiting line now. A failed write is dropped: there is
-    /// nowhere left to report it.
+    /// Writes every waiting line and stops the writer threads.
     pub fn flush(&self) {
-        let sinks = self.lock_sinks();
-        let lines = std::mem::take(&mut *self.lock_pending());
-        if sinks.stdout && !lines.stdout.is_empty() {
-            let mut stdout = io::stdout().lock();
-            let _ = stdout
-                .write_all(&lines.stdout)
-                .and_then(|()| stdout.flush());
-        }
-        if let Some(files) = &sinks.files {
-            files.write(&lines);
-        }
-    }
-
-    /// The background thread: once lines arrive, waits `every` for more,
-    /// then writes them all.
-    fn write_every(&self, every: Duration) {
-        loop {
-            {
-                let mut pending = self.lock_pending();
-                while pending.is_empty() {
-                    pending = self
-                        .gathered
-                        .wait(pending)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
-            }
-            std::thread::sleep(every);
-            self.flush();
-        }
-    }
-
-    fn lock_pending(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn lock_sinks(&self) -> MutexGuard<'_, Sinks> {
-        self.sinks.lock().unwrap_or_else(PoisonError::into_inner)
+        let guards =
+            std::mem::take(&mut *self.guards.lock().unwrap_or_else(PoisonError::into_inner));
+        drop(guards);
     }
 }
 
@@ -419,150 +358,41 @@ pub struct LogFiles {
     errors: RotatingFile,
 }
 
+/// A log file rotated by size, written through an 8 KiB buffer (so each
+/// write the rotation sees is a batch of whole lines).
+type RotatingFile = BufWriter<FileRotate<AppendCount>>;
+
 impl LogFiles {
-    /// Opens (creating `dir` if needed) the files of `service` in `dir`.
+    /// Opens (creating `dir` if needed) the files of `service` in `dir`;
+    /// `max_files` rotated files are kept of each.
     pub fn open(dir: &Path, service: &str, max_bytes: u64, max_files: usize) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
-        Ok(Self {
-            all: RotatingFile::open(dir.join(format!("{service}.log")), max_bytes, max_files)?,
-            errors: RotatingFile::open(
-                dir.join(format!("{service}.error.log")),
-                max_bytes,
-                max_files,
-            )?,
-        })
-    }
-
-    /// Writes waiting lines. A failed write is dropped: there is nowhere
-    /// left to report it.
-    fn write(&self, lines: &Pending) {
-        if !lines.all.is_empty() {
-            let _ = self.all.write_lines(&lines.all);
-        }
-        if !lines.errors.is_empty() {
-            let _ = self.errors.write_lines(&lines.errors);
-        }
-    }
-}
-
-/// A file of whole lines, rotated when it would grow past `max_bytes`.
-pub struct RotatingFile {
-    path: PathBuf,
-    max_bytes: u64,
-    max_files: usize,
-    open: Mutex<Option<OpenFile>>,
-}
-
-struct OpenFile {
-    file: File,
-    len: u64,
-}
-
-impl RotatingFile {
-    /// Opens `path` for appending; `max_files` rotated files are kept.
-    pub fn open(path: PathBuf, max_bytes: u64, max_files: usize) -> io::Result<Self> {
-        let open = OpenFile::append(&path)?;
-        Ok(Self {
-            path,
-            max_bytes,
-            max_files,
-            open: Mutex::new(Some(open)),
-        })
-    }
-
-    /// Appends whole lines (each with its newline), rotating first whenever
-    /// the next line would not fit: one `write` for each run of lines that
-    /// fits. A line longer than `max_bytes` gets a file of its own.
-    pub fn write_lines(&self, mut lines: &[u8]) -> io::Result<()> {
-        let mut open = self.lock();
-        while !lines.is_empty() {
-            let used = open.as_ref().map_or(0, |f| f.len);
-            let mut cut = fitting_lines(lines, self.max_bytes.saturating_sub(used));
-            if cut == 0 && used > 0 {
-                *open = None;
-                self.rotate()?;
-                continue;
-            }
-            if cut == 0 {
-                cut = first_line_len(lines);
-            }
-            let file = match open.as_mut() {
-                Some(file) => file,
-                // After a failure the file is opened again on the next write.
-                None => open.insert(OpenFile::append(&self.path)?),
-            };
-            if let Err(error) = file.file.write_all(&lines[..cut]) {
-                *open = None;
-                return Err(error);
-            }
-            file.len += u64::try_from(cut).unwrap_or(u64::MAX);
-            lines = &lines[cut..];
-        }
-        Ok(())
-    }
-
-    fn rotate(&self) -> io::Result<()> {
-        let numbered = |n: usize| {
-            let mut name = self.path.clone().into_os_string();
-            name.push(format!(".{n}"));
-            PathBuf::from(name)
+        let open = |name: String| -> io::Result<RotatingFile> {
+            let path = dir.join(name);
+            // file-rotate reports an unwritable file only at the first
+            // write: try it here, so start-up can say so.
+            OpenOptions::new().create(true).append(true).open(&path)?;
+            let limit = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+            Ok(BufWriter::new(FileRotate::new(
+                path,
+                AppendCount::new(max_files),
+                ContentLimit::BytesSurpassed(limit),
+                Compression::None,
+                None,
+            )))
         };
-        for n in (1..self.max_files).rev() {
-            match fs::rename(numbered(n), numbered(n + 1)) {
-                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-                _ => {}
-            }
-        }
-        if self.max_files == 0 {
-            return fs::remove_file(&self.path);
-        }
-        fs::rename(&self.path, numbered(1))
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Option<OpenFile>> {
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The length of the longest run of whole lines at the start of `lines`
-/// that takes at most `room` bytes (0 when not even the first fits).
-fn fitting_lines(lines: &[u8], room: u64) -> usize {
-    let mut cut = 0;
-    for (at, byte) in lines.iter().enumerate() {
-        let end = if *byte == b'\n' {
-            at + 1
-        } else if at + 1 == lines.len() {
-            lines.len() // a last line without its newline
-        } else {
-            continue;
-        };
-        if u64::try_from(end).unwrap_or(u64::MAX) > room {
-            break;
-        }
-        cut = end;
-    }
-    cut
-}
-
-/// The length of the first line of `lines`, newline included.
-fn first_line_len(lines: &[u8]) -> usize {
-    lines
-        .iter()
-        .position(|b| *b == b'\n')
-        .map_or(lines.len(), |at| at + 1)
-}
-
-impl OpenFile {
-    fn append(path: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let len = file.metadata()?.len();
-        Ok(Self { file, len })
+        Ok(Self {
+            all: open(format!("{service}.log"))?,
+            errors: open(format!("{service}.error.log"))?,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
 
     use super::*;
     use opentelemetry::trace::TracerProvider as _;
@@ -672,9 +502,11 @@ mod tests {
     #[test]
     fn files_rotate_at_the_size_limit_and_the_error_file_holds_only_errors() {
         const MAX: u64 = 1024;
+        /// A write is at most the buffer (8 KiB) of whole lines.
+        const BATCH: u64 = 8 * 1024;
         let dir = tempfile::tempdir().unwrap();
         with_ecs_logs(dir.path(), MAX, 2, || {
-            for i in 0..200 {
+            for i in 0..2000 {
                 if i % 3 == 0 {
                     tracing::error!(i, error = "boom", "failed {i}");
                 } else {
@@ -702,74 +534,53 @@ mod tests {
         for name in &names {
             let text = fs::read_to_string(dir.path().join(name)).unwrap();
             let len = u64::try_from(text.len()).unwrap();
-            assert!(len <= MAX, "{name} has {len} bytes");
-            assert!(text.ends_with('\n'), "{name} ends with a whole line");
+            assert!(len < MAX + BATCH, "{name} has {len} bytes");
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "{name} ends with a whole line"
+            );
             if name.starts_with("svc.error.log") {
                 for line in read_lines(&dir.path().join(name)) {
                     assert_eq!(line["log.level"], "error", "{name}: {line}");
                 }
             }
         }
-        // The newest lines are in the live file, the oldest kept ones in `.2`.
-        let newest = read_lines(&dir.path().join("svc.log"));
-        assert_eq!(newest.last().unwrap()["i"], 199);
-        let oldest = read_lines(&dir.path().join("svc.log.2"));
-        let current_first = newest[0]["i"].as_u64().unwrap();
-        assert!(oldest[0]["i"].as_u64().unwrap() < current_first);
+        // Oldest kept in `.2`, newest in the live file: in order, ending
+        // with the last line.
+        let kept: Vec<u64> = ["svc.log.2", "svc.log.1", "svc.log"]
+            .iter()
+            .flat_map(|name| read_lines(&dir.path().join(name)))
+            .map(|line| line["i"].as_u64().unwrap())
+            .collect();
+        assert!(kept.windows(2).all(|w| w[0] + 1 == w[1]), "{kept:?}");
+        assert_eq!(kept.last(), Some(&1999));
     }
 
     #[test]
-    fn a_full_file_is_rotated_before_the_line_that_would_overflow_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.log");
-        let file = RotatingFile::open(path.clone(), 10, 1).unwrap();
-        file.write_lines(b"12345\n").unwrap();
-        file.write_lines(b"1234\n").unwrap(); // 11 bytes would pass 10: rotate
-        file.write_lines(b"a very long line\n").unwrap(); // alone in its own file
-        file.write_lines(b"z\n").unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "z\n");
-        assert_eq!(
-            fs::read_to_string(dir.path().join("x.log.1")).unwrap(),
-            "a very long line\n"
-        );
-        assert!(!dir.path().join("x.log.2").exists(), "max_files = 1");
-    }
-
-    #[test]
-    fn a_batch_of_lines_is_split_at_the_line_that_would_overflow() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.log");
-        let file = RotatingFile::open(path.clone(), 10, 2).unwrap();
-        file.write_lines(b"123\n456\n789\nabc\n").unwrap();
-        assert_eq!(
-            fs::read_to_string(dir.path().join("x.log.1")).unwrap(),
-            "123\n456\n"
-        );
-        assert_eq!(fs::read_to_string(&path).unwrap(), "789\nabc\n");
-    }
-
-    #[test]
-    fn info_lines_are_written_in_the_background_and_warnings_at_once_in_order() {
+    fn lines_are_written_in_the_background_in_order_and_errors_also_apart() {
         let dir = tempfile::tempdir().unwrap();
         let files = LogFiles::open(dir.path(), "svc", 1 << 20, 2).unwrap();
         let writer = LineWriter::start(false, Some(files));
         let log = dir.path().join("svc.log");
         writer.write(Level::INFO, b"first\n");
         writer.write(Level::WARN, b"second\n");
-        assert_eq!(
-            fs::read_to_string(&log).unwrap(),
-            "first\nsecond\n",
-            "a warning is written at once, after what came before it"
-        );
-        writer.write(Level::INFO, b"third\n");
+        writer.write(Level::ERROR, b"third\n");
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while fs::read_to_string(&log).unwrap().lines().count() < 3 {
             assert!(std::time::Instant::now() < deadline, "never written");
-            std::thread::sleep(FLUSH_EVERY);
+            std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(fs::read_to_string(&log).unwrap(), "first\nsecond\nthird\n");
-        writer.write(Level::ERROR, b"fourth\n");
+        writer.flush();
         let errors = dir.path().join("svc.error.log");
-        assert_eq!(fs::read_to_string(errors).unwrap(), "fourth\n");
+        assert_eq!(fs::read_to_string(errors).unwrap(), "third\n");
+    }
+
+    #[test]
+    fn an_unwritable_directory_fails_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        fs::write(&file, "").unwrap();
+        assert!(LogFiles::open(&file, "svc", 1024, 2).is_err());
     }
 }

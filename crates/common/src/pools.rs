@@ -1,33 +1,42 @@
 //! Connection pools for PostgreSQL and Redis, built one way for every service,
-//! and their usage metrics.
+//! and their usage metrics. The clients are behind the `postgres` and
+//! `redis` features, so a service links only the ones it uses.
 //!
 //! Connections open lazily, and every wait (for a free connection, to
 //! connect, to recycle) is bounded by the configured timeout, so a dead
 //! dependency fails a request quickly instead of hanging it. A connection
 //! lives on the runtime that opened it (see [`crate::server::Inflight`]).
 
+#[cfg(any(feature = "postgres", feature = "redis"))]
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
-use crate::config::{DatabaseSettings, RedisSettings};
+#[cfg(feature = "postgres")]
+use crate::config::DatabaseSettings;
+#[cfg(feature = "redis")]
+use crate::config::RedisSettings;
 
 /// A pool could not be built from the settings.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolSetupError {
     /// `database.url` is not a PostgreSQL URL.
+    #[cfg(feature = "postgres")]
     #[error("database.url is not a valid PostgreSQL URL")]
     PostgresUrl(#[source] tokio_postgres::Error),
     /// The PostgreSQL pool could not be built.
+    #[cfg(feature = "postgres")]
     #[error("the PostgreSQL pool could not be built")]
     Postgres(#[from] deadpool_postgres::BuildError),
     /// The Redis pool could not be built (usually a bad `redis.url`).
+    #[cfg(feature = "redis")]
     #[error("the Redis pool could not be built (check redis.url)")]
     Redis(#[from] deadpool_redis::CreatePoolError),
 }
 
 /// A PostgreSQL pool.
+#[cfg(feature = "postgres")]
 pub fn postgres(settings: &DatabaseSettings) -> Result<deadpool_postgres::Pool, PoolSetupError> {
     use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
     let mut config: tokio_postgres::Config = settings
@@ -56,6 +65,7 @@ pub fn postgres(settings: &DatabaseSettings) -> Result<deadpool_postgres::Pool, 
 }
 
 /// A Redis pool.
+#[cfg(feature = "redis")]
 pub fn redis(settings: &RedisSettings) -> Result<deadpool_redis::Pool, PoolSetupError> {
     use deadpool_redis::{Config, PoolConfig, Runtime, Timeouts};
     let timeout = Duration::from_millis(settings.timeout_ms);
@@ -84,6 +94,7 @@ pub struct PoolUsage {
 }
 
 /// Usage of a PostgreSQL pool.
+#[cfg(feature = "postgres")]
 pub fn postgres_usage(pool: &deadpool_postgres::Pool) -> PoolUsage {
     let s = pool.status();
     PoolUsage {
@@ -94,6 +105,7 @@ pub fn postgres_usage(pool: &deadpool_postgres::Pool) -> PoolUsage {
 }
 
 /// Usage of a Redis pool.
+#[cfg(feature = "redis")]
 pub fn redis_usage(pool: &deadpool_redis::Pool) -> PoolUsage {
     let s = pool.status();
     PoolUsage {

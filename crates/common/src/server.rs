@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! ServiceBuilder::new("chat", &settings.chat.server)
-//!     .readiness(check)            // one per required dependency
+//!     .readiness(name, probe)      // one per required dependency
 //!     .openapi(document)           // served at /openapi.json
 //!     .tasks(tracker)              // background work to wait for at shutdown
 //!     .inflight(inflight)          // per-request work that outlives its client
@@ -40,7 +40,8 @@ use tracing::Instrument;
 
 use crate::config::{ServerSettings, Settings};
 use crate::error::{ApiError, ErrorCode};
-use crate::health::{ReadinessCheck, run_checks};
+use crate::health::{Readiness, run_checks};
+use crate::probe::Probe;
 use crate::{telemetry, trace_context};
 
 /// Work a request starts that must run to its end even when the client
@@ -107,7 +108,7 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ServiceBuilder {
     name: &'static str,
     settings: ServerSettings,
-    checks: Vec<Arc<dyn ReadinessCheck>>,
+    checks: Vec<Readiness>,
     openapi: serde_json::Value,
     tasks: TaskTracker,
     inflight: Inflight,
@@ -127,7 +128,7 @@ pub struct RunningService {
 
 #[derive(Clone)]
 struct Common {
-    checks: Arc<[Arc<dyn ReadinessCheck>]>,
+    checks: Arc<[Readiness]>,
     openapi: Arc<serde_json::Value>,
     draining: Arc<AtomicBool>,
     inflight: Inflight,
@@ -146,9 +147,9 @@ impl ServiceBuilder {
         }
     }
 
-    /// Adds a required dependency to `/readyz`.
-    pub fn readiness(mut self, check: Arc<dyn ReadinessCheck>) -> Self {
-        self.checks.push(check);
+    /// Adds a required dependency, `name`, to `/readyz`.
+    pub fn readiness(mut self, name: &'static str, probe: impl Probe) -> Self {
+        self.checks.push((name, Box::new(probe)));
         self
     }
 

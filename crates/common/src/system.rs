@@ -8,8 +8,11 @@ use std::path::Path;
 use crate::config::AggregatorSettings;
 
 /// How a reading compares with its thresholds (the `application/health+json`
-/// draft's levels).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// draft's levels, serialized `pass`, `warn`, `fail`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Healthy.
     Pass,

@@ -36,7 +36,7 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::config::{LogFormat, LogSettings, TracingSettings};
+use crate::config::{LogFormat, LogSettings, Settings, TracingSettings};
 use crate::logging::{EcsLayer, LineWriter, LogFiles};
 
 /// Histogram boundaries for request and LLM latencies, in seconds: fine steps
@@ -64,7 +64,7 @@ const SPAN_LEVEL: Level = Level::INFO;
 /// Starts logs only: [`init_tracing`] with the default tracing settings
 /// (trace ids are still made, logged and propagated; nothing is exported).
 pub fn init_logging(service: &'static str, settings: &LogSettings) {
-    init_tracing(service, settings, &TracingSettings::default());
+    init_tracing(service, settings, &Settings::default().tracing);
 }
 
 /// Starts logs and traces (once per process; later calls keep the first

@@ -131,21 +131,6 @@ impl Upstream {
             }
         }
     }
-
-    /// Checks the peer's `/livez`, for readiness.
-    pub async fn is_alive(&self) -> Result<(), String> {
-        let response = self
-            .get("/livez")
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .map_err(|e| format!("{} unreachable: {e}", self.name))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("{} answered {}", self.name, response.status()))
-        }
-    }
 }
 
 /// Response header in which chat reports how long the LLM kept a request

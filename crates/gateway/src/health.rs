@@ -21,12 +21,9 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use chatbot_common::upstream::Upstream;
-use serde_json::{Value, json};
+use chatbot_common::verdict::{MEDIA_TYPE, Verdict};
 
 use crate::routes::State;
-
-/// The media type of the verdict.
-const HEALTH_JSON: &str = "application/health+json";
 
 /// How long the aggregator may take: it answers from memory, so slower
 /// means it is in trouble, and `/health` says so instead of hanging.
@@ -96,18 +93,14 @@ impl HealthRelay {
 
     fn render(&self, answer: Answer) -> Rendered {
         let body = if self.details {
-            answer.body
+            serde_json::to_vec(&answer.verdict)
         } else {
-            json!({
-                "status": answer.body["status"],
-                "timestamp": answer.body["timestamp"],
-                "version": answer.body["version"],
-            })
+            serde_json::to_vec(&answer.verdict.summary())
         };
         Rendered {
             status: answer.status,
             cache_control: answer.cache_control,
-            body: Bytes::from(body.to_string()),
+            body: Bytes::from(body.unwrap_or_default()),
         }
     }
 }
@@ -115,7 +108,7 @@ impl HealthRelay {
 struct Answer {
     status: StatusCode,
     cache_control: Option<String>,
-    body: Value,
+    verdict: Verdict,
 }
 
 async fn fetch(aggregator: &Upstream) -> Answer {
@@ -135,13 +128,13 @@ async fn fetch(aggregator: &Upstream) -> Answer {
         .get(reqwest::header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    match response.json::<Value>().await {
-        Ok(body) if body.get("status").is_some() => Answer {
+    match response.json::<Verdict>().await {
+        Ok(verdict) => Answer {
             status,
             cache_control,
-            body,
+            verdict,
         },
-        _ => unreachable("the health aggregator sent an unreadable verdict"),
+        Err(_) => unreachable("it sent an unreadable verdict"),
     }
 }
 
@@ -149,17 +142,7 @@ fn unreachable(reason: &str) -> Answer {
     Answer {
         status: StatusCode::SERVICE_UNAVAILABLE,
         cache_control: None,
-        body: json!({
-            "status": "ERROR",
-            "timestamp": chrono::Utc::now(),
-            "version": env!("CARGO_PKG_VERSION"),
-            "services": {"health-aggregator": {
-                "status": "ERROR", "responseTime": 0, "required": true,
-                "error": format!("the health aggregator is unreachable: {reason}"),
-                "checkedAt": chrono::Utc::now()
-            }},
-            "checks": {}
-        }),
+        verdict: Verdict::unreachable("health-aggregator", reason),
     }
 }
 
@@ -167,7 +150,7 @@ fn unreachable(reason: &str) -> Answer {
 pub async fn health(state: web::Data<State>) -> HttpResponse {
     let answer = state.health.answer().await;
     let mut response = HttpResponse::build(answer.status);
-    response.content_type(HEALTH_JSON);
+    response.content_type(MEDIA_TYPE);
     if let Some(cache_control) = answer.cache_control {
         response.insert_header(("Cache-Control", cache_control));
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatbot_common::config::Settings;
-use chatbot_common::health::check_fn;
+use chatbot_common::probe::Endpoint;
 use chatbot_common::server::{RunningService, ServiceBuilder};
 use chatbot_common::upstream::{Upstream, http_client};
 
@@ -35,16 +35,9 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
         max_message_chars: settings.chat.max_message_chars,
         upstream_timeout: Duration::from_secs(gw.upstream_timeout_secs),
     });
-    let (chat, session) = (state.chat.clone(), state.session.clone());
     ServiceBuilder::new("gateway", &gw.server)
-        .readiness(check_fn("chat", move || {
-            let chat = chat.clone();
-            Box::pin(async move { chat.is_alive().await })
-        }))
-        .readiness(check_fn("session", move || {
-            let session = session.clone();
-            Box::pin(async move { session.is_alive().await })
-        }))
+        .readiness("chat", Endpoint::new(state.chat.clone(), "/livez"))
+        .readiness("session", Endpoint::new(state.session.clone(), "/livez"))
         .openapi(openapi::document(settings.chat.max_message_chars))
         .bind(move |cfg| routes::configure(cfg, state.clone()))
 }

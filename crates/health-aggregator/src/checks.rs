@@ -10,59 +10,22 @@
 //! | `memory` | yes | `MemAvailable / MemTotal` from `/proc/meminfo` against the thresholds |
 //! | each service | yes | its `/readyz` |
 //!
-//! The disk and memory readings come from [`chatbot_common::system`]. A
+//! The probes of PostgreSQL, Redis and HTTP endpoints are
+//! [`chatbot_common::probe`]'s, the same ones the services' `/readyz` runs;
+//! the disk and memory readings come from [`chatbot_common::system`]. A
 //! check only observes; the poller times it, bounds it with the timeout and
 //! keeps the result.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chatbot_common::error::ErrorChain;
-pub use chatbot_common::system::{Level, Thresholds};
+use chatbot_common::probe::CheckError;
+pub use chatbot_common::probe::{Endpoint, Level, Observation, Postgres, Probe, Redis};
+pub use chatbot_common::system::Thresholds;
 use chatbot_common::system::{available_memory_percent, free_percent};
 use chatbot_common::upstream::Upstream;
 use futures::future::BoxFuture;
 use serde::Deserialize;
-
-/// What one run of a check saw.
-#[derive(Debug, Clone)]
-pub struct Observation {
-    /// The outcome.
-    pub level: Level,
-    /// A measured value (free space, available memory) with its unit; checks
-    /// of reachability report their duration instead, added by the poller.
-    pub value: Option<(&'static str, f64, &'static str)>,
-    /// Why it warned or failed, or a note (the model is present).
-    pub output: Option<String>,
-}
-
-impl Observation {
-    fn pass() -> Self {
-        Self {
-            level: Level::Pass,
-            value: None,
-            output: None,
-        }
-    }
-
-    fn fail(reason: impl Into<String>) -> Self {
-        Self {
-            level: Level::Fail,
-            value: None,
-            output: Some(reason.into()),
-        }
-    }
-
-    fn from_result(result: Result<(), String>) -> Self {
-        result.map_or_else(Self::fail, |()| Self::pass())
-    }
-}
-
-/// How one component is looked at.
-pub trait Probe: Send + Sync {
-    /// Looks once.
-    fn run(&self) -> BoxFuture<'_, Observation>;
-}
 
 /// One component: its name in the verdict, whether its failure makes the
 /// verdict `ERROR` (else only `WARN`), its health+json `componentType`, and
@@ -95,42 +58,6 @@ impl Check {
     }
 }
 
-/// PostgreSQL: `SELECT 1`.
-pub struct Database(pub deadpool_postgres::Pool);
-
-impl Probe for Database {
-    fn run(&self) -> BoxFuture<'_, Observation> {
-        Box::pin(async move {
-            let result = async {
-                let client = self.0.get().await.map_err(|e| ErrorChain(&e).to_string())?;
-                client
-                    .execute("SELECT 1", &[])
-                    .await
-                    .map_err(|e| ErrorChain(&e).to_string())
-            };
-            Observation::from_result(result.await.map(|_| ()))
-        })
-    }
-}
-
-/// Redis: `PING`.
-pub struct Redis(pub deadpool_redis::Pool);
-
-impl Probe for Redis {
-    fn run(&self) -> BoxFuture<'_, Observation> {
-        Box::pin(async move {
-            let result = async {
-                let mut conn = self.0.get().await.map_err(|e| ErrorChain(&e).to_string())?;
-                deadpool_redis::redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .map_err(|e| ErrorChain(&e).to_string())
-            };
-            Observation::from_result(result.await.map(|_| ()))
-        })
-    }
-}
-
 #[derive(Deserialize)]
 struct Tags {
     models: Vec<TaggedModel>,
@@ -150,6 +77,29 @@ pub struct Ollama {
 }
 
 impl Ollama {
+    async fn tags(&self) -> Result<Tags, CheckError> {
+        const PATH: &str = "/api/tags";
+        let response = self
+            .upstream
+            .get(PATH)
+            .send()
+            .await
+            .map_err(|e| CheckError::unreachable(&e))?;
+        if !response.status().is_success() {
+            return Err(CheckError::Status {
+                what: PATH.to_owned(),
+                status: response.status().as_u16(),
+            });
+        }
+        response
+            .json::<Tags>()
+            .await
+            .map_err(|e| CheckError::Unreadable {
+                what: PATH,
+                reason: e.to_string(),
+            })
+    }
+
     fn has_model(&self, tags: &Tags) -> bool {
         let wanted = if self.model.contains(':') {
             self.model.clone()
@@ -165,43 +115,14 @@ impl Ollama {
 impl Probe for Ollama {
     fn run(&self) -> BoxFuture<'_, Observation> {
         Box::pin(async move {
-            let response = match self.upstream.get("/api/tags").send().await {
-                Ok(r) if r.status().is_success() => r,
-                Ok(r) => return Observation::fail(format!("/api/tags answered {}", r.status())),
-                Err(e) => return Observation::fail(format!("unreachable: {}", ErrorChain(&e))),
-            };
-            match response.json::<Tags>().await {
+            match self.tags().await {
                 Ok(tags) if self.has_model(&tags) => Observation {
                     output: Some(format!("model '{}' is present", self.model)),
                     ..Observation::pass()
                 },
-                Ok(_) => Observation::fail(format!(
-                    "model '{}' is not available; pull it with `ollama pull {}`",
-                    self.model, self.model
-                )),
-                Err(e) => Observation::fail(format!("unreadable /api/tags: {e}")),
+                Ok(_) => Observation::fail(&CheckError::MissingModel(self.model.clone())),
+                Err(error) => Observation::fail(&error),
             }
-        })
-    }
-}
-
-/// An HTTP endpoint that answers 2xx when healthy: a service's `/readyz`, or
-/// n8n's health URL.
-pub struct Endpoint {
-    /// Whose endpoint.
-    pub upstream: Upstream,
-    /// The path to `GET`.
-    pub path: &'static str,
-}
-
-impl Probe for Endpoint {
-    fn run(&self) -> BoxFuture<'_, Observation> {
-        Box::pin(async move {
-            Observation::from_result(match self.upstream.get(self.path).send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("{} answered {}", self.path, r.status())),
-                Err(e) => Err(format!("unreachable: {}", ErrorChain(&e))),
-            })
         })
     }
 }
@@ -224,7 +145,7 @@ impl Probe for Disk {
                         worst = Some((free, path.display().to_string()));
                     }
                     Ok(_) => {}
-                    Err(reason) => return Observation::fail(reason),
+                    Err(reason) => return Observation::fail(&CheckError::Host(reason)),
                 }
             }
             let Some((free, path)) = worst else {
@@ -259,7 +180,7 @@ impl Probe for Memory {
                             .then(|| format!("{available:.1}% of memory available")),
                     }
                 }
-                Err(reason) => Observation::fail(reason),
+                Err(reason) => Observation::fail(&CheckError::Host(reason)),
             }
         })
     }

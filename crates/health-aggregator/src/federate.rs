@@ -10,6 +10,18 @@
 //! Parsing is forgiving: a line that cannot be understood is left out and
 //! counted in [`Merged::dropped_samples`], never a panic, so one service with
 //! a broken exporter cannot take the federated endpoint down.
+//!
+//! Why not a crate: the `prometheus` crate the services use only encodes
+//! (it has no text-format parser), and `prometheus-parse` 0.2.5, the
+//! maintained parser on crates.io, was read against what federation needs
+//! (2026-12): it folds every `_bucket` line of a histogram into one sample
+//! per metric name, dropping all labels but `le` (so the per-route,
+//! per-status histograms of our services would merge into one); it splits
+//! label pairs on `,` and `=` without regard to quoting, so a value holding
+//! either is cut; names with `:` do not match; and values and timestamps come
+//! back as `f64` and `DateTime`, so writing an exposition again would be
+//! hand-written anyway. The merge below keeps every label, value and
+//! timestamp verbatim.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

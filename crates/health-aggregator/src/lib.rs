@@ -21,15 +21,13 @@ use chatbot_common::config::Settings;
 use chatbot_common::server::{RunningService, ServiceBuilder, resource};
 use chatbot_common::telemetry;
 use chatbot_common::upstream::{Upstream, http_client};
+use chatbot_common::verdict::{MEDIA_TYPE, Status};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::checks::{Check, Database, Disk, Endpoint, Memory, Ollama, Redis, Thresholds};
+use crate::checks::{Check, Disk, Endpoint, Memory, Ollama, Postgres, Redis, Thresholds};
 use crate::poller::Poller;
-
-/// The media type of the verdict.
-pub const HEALTH_JSON: &str = "application/health+json";
 
 /// Builds the aggregator, starts its poll loop and binds its listener.
 pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
@@ -76,7 +74,7 @@ fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc
         chatbot_common::pools::postgres(&settings.database).map_err(std::io::Error::other)?;
     let redis = chatbot_common::pools::redis(&settings.redis).map_err(std::io::Error::other)?;
     let mut checks = vec![
-        Check::new("database", true, "datastore", Database(database)),
+        Check::new("database", true, "datastore", Postgres(database)),
         Check::new("redis", true, "datastore", Redis(redis)),
         Check::new(
             "ollama",
@@ -111,10 +109,7 @@ fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc
             "n8n",
             false,
             "component",
-            Endpoint {
-                upstream: n8n,
-                path: "",
-            },
+            Endpoint::new(n8n, ""),
         ));
     }
     for (name, url) in &agg.services {
@@ -123,10 +118,7 @@ fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc
             name.clone(),
             true,
             "component",
-            Endpoint {
-                upstream: service,
-                path: "/readyz",
-            },
+            Endpoint::new(service, "/readyz"),
         ));
     }
     Ok(checks)
@@ -184,13 +176,13 @@ async fn scrape_all(services: Vec<(String, Upstream)>) -> String {
 
 async fn health(state: web::Data<State>) -> HttpResponse {
     let verdict = state.poller.verdict();
-    let mut response = if verdict.status == "ERROR" {
+    let mut response = if verdict.status == Status::Error {
         HttpResponse::ServiceUnavailable()
     } else {
         HttpResponse::Ok()
     };
     response
-        .content_type(HEALTH_JSON)
+        .content_type(MEDIA_TYPE)
         .insert_header(("Cache-Control", format!("max-age={}", state.max_age)))
         .json(verdict)
 }
@@ -198,7 +190,7 @@ async fn health(state: web::Data<State>) -> HttpResponse {
 fn document() -> serde_json::Value {
     use chatbot_common::openapi::document;
     let verdict = json!({"type": "object", "required": ["status", "timestamp", "version", "services", "checks"]});
-    let answer = |description: &str| json!({"description": description, "content": {HEALTH_JSON: {"schema": verdict.clone()}}});
+    let answer = |description: &str| json!({"description": description, "content": {MEDIA_TYPE: {"schema": verdict.clone()}}});
     document(
         "chatbot health aggregator",
         "One cached health verdict over every dependency and service.",

@@ -19,7 +19,9 @@ use opentelemetry::metrics::{Counter, Meter};
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{Check, Level, Observation};
-use crate::verdict::{Recorded, Verdict, verdict};
+use chatbot_common::verdict::Verdict;
+
+use crate::verdict::{Recorded, verdict};
 
 /// Runs the checks and keeps their latest results.
 #[derive(Clone)]

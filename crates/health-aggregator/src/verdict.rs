@@ -1,24 +1,15 @@
-//! The verdict: the cached check results turned into the `/health` body.
+//! The verdict: the cached check results turned into the `/health` body, a
+//! [`chatbot_common::verdict::Verdict`] (whose docs show its shape).
 //!
-//! ```json
-//! {"status": "OK|WARN|ERROR", "timestamp": "…", "version": "0.1.0",
-//!  "services": {"redis": {"status": "OK", "responseTime": 1.2, "error": null,
-//!                         "required": true, "checkedAt": "…"}, …},
-//!  "checks": {"redis:responseTime": [{"componentType": "datastore",
-//!             "observedValue": 1.2, "observedUnit": "ms", "status": "pass",
-//!             "time": "…"}], …}}
-//! ```
-//!
-//! `services` is the operations documentation's shape; `checks` follows the
-//! `application/health+json` draft. A required component that fails makes
+//! A required component that fails makes
 //! the verdict `ERROR`; an optional one that fails, or any warning, makes it
 //! `WARN`. A result older than the staleness limit counts as failed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chatbot_common::verdict::{CheckEntry, ServiceEntry, Verdict};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use crate::checks::{Level, Observation};
 
@@ -35,73 +26,6 @@ pub struct Recorded {
     pub required: bool,
     /// health+json `componentType`.
     pub kind: &'static str,
-}
-
-/// A component in the `services` map.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceEntry {
-    /// `OK`, `WARN` or `ERROR`.
-    pub status: &'static str,
-    /// Duration of the check, in milliseconds.
-    pub response_time: f64,
-    /// Why it warned or failed.
-    pub error: Option<String>,
-    /// Whether it can make the verdict `ERROR`.
-    pub required: bool,
-    /// When it was checked.
-    pub checked_at: DateTime<Utc>,
-}
-
-/// One measurement in the `checks` map (health+json).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CheckEntry {
-    /// health+json component type.
-    pub component_type: &'static str,
-    /// The value.
-    pub observed_value: f64,
-    /// Its unit.
-    pub observed_unit: &'static str,
-    /// `pass`, `warn` or `fail`.
-    pub status: &'static str,
-    /// When it was observed.
-    pub time: DateTime<Utc>,
-    /// Why it warned or failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
-}
-
-/// The whole verdict.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
-    /// `OK`, `WARN` or `ERROR`.
-    pub status: &'static str,
-    /// When this verdict was served.
-    pub timestamp: DateTime<Utc>,
-    /// The aggregator's version.
-    pub version: &'static str,
-    /// Per component.
-    pub services: BTreeMap<String, ServiceEntry>,
-    /// Per measurement, health+json style.
-    pub checks: BTreeMap<String, Vec<CheckEntry>>,
-}
-
-/// The verdict's status names, worst last.
-pub fn status_name(level: Level) -> &'static str {
-    match level {
-        Level::Pass => "OK",
-        Level::Warn => "WARN",
-        Level::Fail => "ERROR",
-    }
-}
-
-fn draft_name(level: Level) -> &'static str {
-    match level {
-        Level::Pass => "pass",
-        Level::Warn => "warn",
-        Level::Fail => "fail",
-    }
 }
 
 /// Builds the verdict at `now` from the recorded results of `expected`
@@ -126,7 +50,7 @@ pub fn verdict(
         services.insert(
             name.clone(),
             ServiceEntry {
-                status: status_name(level),
+                status: level.into(),
                 response_time: millis(record.duration),
                 error: (level != Level::Pass)
                     .then(|| record.observation.output.clone())
@@ -137,9 +61,9 @@ pub fn verdict(
         );
     }
     Verdict {
-        status: status_name(overall),
+        status: overall.into(),
         timestamp: now,
-        version: env!("CARGO_PKG_VERSION"),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         services,
         checks,
     }
@@ -176,11 +100,11 @@ fn effective(
 
 fn add_checks(checks: &mut BTreeMap<String, Vec<CheckEntry>>, name: &str, record: &Recorded) {
     let level = record.observation.level;
-    let entry = |value, unit| CheckEntry {
-        component_type: record.kind,
+    let entry = |value, unit: &str| CheckEntry {
+        component_type: record.kind.to_owned(),
         observed_value: value,
-        observed_unit: unit,
-        status: draft_name(level),
+        observed_unit: unit.to_owned(),
+        status: level,
         time: record.checked_at,
         output: (level != Level::Pass)
             .then(|| record.observation.output.clone())
@@ -202,6 +126,7 @@ fn millis(duration: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chatbot_common::verdict::Status;
 
     fn record(level: Level, required: bool, age_secs: i64) -> Recorded {
         Recorded {
@@ -217,7 +142,7 @@ mod tests {
         }
     }
 
-    fn status_of(components: &[(&str, Level, bool, i64)]) -> &'static str {
+    fn status_of(components: &[(&str, Level, bool, i64)]) -> Status {
         let expected: Vec<_> = components
             .iter()
             .map(|(n, _, r, _)| ((*n).to_owned(), *r, "component"))
@@ -236,28 +161,31 @@ mod tests {
                 ("redis", Level::Pass, true, 0),
                 ("n8n", Level::Pass, false, 0)
             ]),
-            "OK"
+            Status::Ok
         );
         assert_eq!(
             status_of(&[
                 ("redis", Level::Fail, true, 0),
                 ("n8n", Level::Pass, false, 0)
             ]),
-            "ERROR"
+            Status::Error
         );
         assert_eq!(
             status_of(&[
                 ("redis", Level::Pass, true, 0),
                 ("n8n", Level::Fail, false, 0)
             ]),
-            "WARN"
+            Status::Warn
         );
-        assert_eq!(status_of(&[("disk", Level::Warn, true, 0)]), "WARN");
+        assert_eq!(status_of(&[("disk", Level::Warn, true, 0)]), Status::Warn);
     }
 
     #[test]
     fn stale_and_missing_results_count_as_failed() {
-        assert_eq!(status_of(&[("redis", Level::Pass, true, 91)]), "ERROR");
+        assert_eq!(
+            status_of(&[("redis", Level::Pass, true, 91)]),
+            Status::Error
+        );
         let expected = vec![("redis".to_owned(), true, "datastore")];
         let v = verdict(
             &expected,
@@ -265,7 +193,7 @@ mod tests {
             Utc::now(),
             Duration::from_secs(90),
         );
-        assert_eq!(v.status, "ERROR");
+        assert_eq!(v.status, Status::Error);
         assert_eq!(
             v.services["redis"].error.as_deref(),
             Some("not checked yet")

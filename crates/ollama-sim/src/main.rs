@@ -99,7 +99,7 @@ impl Cli {
             } else {
                 LogFormat::Json
             },
-            ..LogSettings::default()
+            ..chatbot_common::config::Settings::default().log
         }
     }
 }

@@ -3,9 +3,9 @@
 //! verdict cannot be had.
 
 use chatbot_common::config::Settings;
-use serde_json::Value;
+use chatbot_common::verdict::{ServiceEntry, Status, Verdict};
 
-use crate::check::{Row, Status};
+use crate::check::{Row, Status as RowStatus};
 use crate::error::OpsError;
 use crate::http;
 use crate::output::{Outcome, Report, Table};
@@ -13,64 +13,52 @@ use crate::output::{Outcome, Report, Table};
 /// Reads the verdict of `settings.ops.health_url`.
 pub async fn run(settings: &Settings) -> Result<Report, OpsError> {
     let verdict = fetch(&settings.ops.health_url).await?;
-    let outcome = outcome(&verdict);
     Ok(Report {
-        outcome,
+        outcome: outcome(verdict.status),
         tables: vec![table(&verdict)],
-        json: verdict,
+        json: serde_json::to_value(&verdict).unwrap_or_default(),
         csv: false,
     })
 }
 
-/// `GET {base}/health`: the verdict JSON, whatever the status code (an
-/// `ERROR` verdict comes with 503).
-pub async fn fetch(base: &str) -> Result<Value, OpsError> {
+/// `GET {base}/health`: the verdict, whatever the status code (an `ERROR`
+/// verdict comes with 503).
+pub async fn fetch(base: &str) -> Result<Verdict, OpsError> {
     const WHAT: &str = "the health verdict";
     let url = format!("{}/health", base.trim_end_matches('/'));
     let (status, body) = http::get_json(WHAT, &url).await?;
-    if body["status"].as_str().is_none() {
-        return Err(http::unreachable(
+    serde_json::from_value(body).map_err(|error| {
+        http::unreachable(
             WHAT,
             &url,
-            format!("answered {status} without a verdict"),
-        ));
-    }
-    Ok(body)
+            format!("answered {status} without a verdict ({error})"),
+        )
+    })
 }
 
-/// The exit status a verdict stands for.
-pub fn outcome(verdict: &Value) -> Outcome {
-    match verdict["status"].as_str() {
-        Some("OK") => Outcome::Ok,
-        Some("WARN") => Outcome::Warn,
-        _ => Outcome::Fail,
+/// The exit status a verdict's status stands for.
+pub fn outcome(status: Status) -> Outcome {
+    match status {
+        Status::Ok => Outcome::Ok,
+        Status::Warn => Outcome::Warn,
+        Status::Error => Outcome::Fail,
     }
 }
 
 /// One row per component of the verdict's `services` map.
-pub fn table(verdict: &Value) -> Table {
-    let status = verdict["status"].as_str().unwrap_or("?");
+pub fn table(verdict: &Verdict) -> Table {
     let mut table = Table::new(
-        &format!("health: {status}"),
+        &format!("health: {}", verdict.status),
         &["component", "status", "latency ms", "detail"],
     );
-    if let Some(services) = verdict["services"].as_object() {
-        for (name, entry) in services {
-            let required = if entry["required"].as_bool() == Some(false) {
-                " (optional)"
-            } else {
-                ""
-            };
-            table.push([
-                format!("{name}{required}"),
-                entry["status"].as_str().unwrap_or("?").to_owned(),
-                entry["responseTime"]
-                    .as_f64()
-                    .map(|ms| format!("{ms:.1}"))
-                    .unwrap_or_default(),
-                entry["error"].as_str().unwrap_or("").to_owned(),
-            ]);
-        }
+    for (name, entry) in &verdict.services {
+        let required = if entry.required { "" } else { " (optional)" };
+        table.push([
+            format!("{name}{required}"),
+            entry.status.to_string(),
+            format!("{:.1}", entry.response_time),
+            entry.error.clone().unwrap_or_default(),
+        ]);
     }
     table
 }
@@ -78,48 +66,47 @@ pub fn table(verdict: &Value) -> Table {
 /// The verdict as one row of a check list: its status, and each component
 /// that is not `OK` with the reason. A verdict that cannot be had is a row
 /// that fails.
-pub fn verdict_row(verdict: &Result<Value, OpsError>) -> Row {
+pub fn verdict_row(verdict: &Result<Verdict, OpsError>) -> Row {
     const CHECK: &str = "health verdict";
     let verdict = match verdict {
         Ok(verdict) => verdict,
         Err(error) => return Row::unchecked(CHECK, error),
     };
-    let problems: Vec<String> = verdict["services"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, entry)| entry["status"] != "OK")
+    let problems: Vec<String> = verdict
+        .problems()
         .map(|(name, entry)| describe(name, entry))
         .collect();
     Row::new(
         CHECK,
-        Status::of(outcome(verdict)),
-        verdict["status"].as_str().unwrap_or("?"),
+        RowStatus::of(outcome(verdict.status)),
+        verdict.status.as_str(),
         problems.join("; "),
     )
 }
 
 /// One component of the verdict (`database`) as the row `check`.
-pub fn component_row(check: &str, verdict: &Result<Value, OpsError>, component: &str) -> Row {
+pub fn component_row(check: &str, verdict: &Result<Verdict, OpsError>, component: &str) -> Row {
     let verdict = match verdict {
         Ok(verdict) => verdict,
         Err(error) => return Row::unchecked(check, error),
     };
-    let entry = &verdict["services"][component];
-    let Some(status) = entry["status"].as_str() else {
+    let Some(entry) = verdict.services.get(component) else {
         let detail = format!("the verdict has no component {component}");
-        return Row::new(check, Status::Fail, "missing", detail);
+        return Row::new(check, RowStatus::Fail, "missing", detail);
     };
-    let level = outcome(&serde_json::json!({ "status": status }));
-    let detail = entry["error"].as_str().unwrap_or("");
-    Row::new(check, Status::of(level), status, detail)
+    let detail = entry.error.as_deref().unwrap_or("");
+    Row::new(
+        check,
+        RowStatus::of(outcome(entry.status)),
+        entry.status.as_str(),
+        detail,
+    )
 }
 
 /// `redis: ERROR (unreachable: …)`.
-fn describe(name: &str, entry: &Value) -> String {
-    let status = entry["status"].as_str().unwrap_or("?");
-    match entry["error"].as_str() {
-        Some(error) => format!("{name}: {status} ({error})"),
-        None => format!("{name}: {status}"),
+fn describe(name: &str, entry: &ServiceEntry) -> String {
+    match &entry.error {
+        Some(error) => format!("{name}: {} ({error})", entry.status),
+        None => format!("{name}: {}", entry.status),
     }
 }

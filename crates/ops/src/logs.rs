@@ -361,7 +361,7 @@ mod tests {
         let log = LogSettings {
             max_file_bytes: 1000,
             max_files: 2,
-            ..LogSettings::default()
+            ..chatbot_common::config::Settings::default().log
         };
         let file = |name: &str, len, hours_ago| LogFile {
             path: PathBuf::from(name),

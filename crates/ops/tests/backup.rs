@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +16,7 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use test_support::app::connect;
+use test_support::process::Run;
 use test_support::{TestS3, free_port, shared_postgres};
 
 const SEED: &str = include_str!("../../../scripts/seed-messages.sql");
@@ -28,14 +31,7 @@ const FILES: [&str; 4] = [
 
 /// A database with the chat schema and `rows` seeded messages.
 async fn seeded_database(rows: u32) -> String {
-    let url = shared_postgres().fresh_database().await;
-    let settings = chatbot_common::config::DatabaseSettings {
-        url: url.as_str().into(),
-        ..Default::default()
-    };
-    chat::db::migrate(&chat::db::pool(&settings).unwrap())
-        .await
-        .unwrap();
+    let url = support::migrated_database().await;
     connect(&url)
         .await
         .batch_execute(&SEED.replace(":rows", &rows.to_string()))
@@ -71,14 +67,6 @@ struct Setup {
     tmp: tempfile::TempDir,
     url: String,
     env: Vec<(String, String)>,
-}
-
-/// What a run printed and how it ended.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
 }
 
 impl Setup {
@@ -137,11 +125,7 @@ impl Setup {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Run::from(output)
     }
 
     /// `backup`, which must succeed; the new backup's id.

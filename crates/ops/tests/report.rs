@@ -4,13 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime};
 use serde_json::Value;
 use test_support::app::connect;
-use test_support::shared_postgres;
 
 /// One seeded exchange.
 struct Row {
@@ -48,14 +49,7 @@ fn seed_rows() -> Vec<Row> {
 }
 
 async fn seeded_database(rows: &[Row]) -> String {
-    let url = shared_postgres().fresh_database().await;
-    let settings = chatbot_common::config::DatabaseSettings {
-        url: url.as_str().into(),
-        ..Default::default()
-    };
-    chat::db::migrate(&chat::db::pool(&settings).unwrap())
-        .await
-        .unwrap();
+    let url = support::migrated_database().await;
     let db = connect(&url).await;
     for row in rows {
         db.execute(

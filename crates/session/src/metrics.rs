@@ -15,7 +15,7 @@ use chatbot_common::pools::{export_usage, redis_usage};
 use opentelemetry::metrics::Meter;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::SessionStore;
+use session_store::SessionStore;
 
 /// How often the active-session count is refreshed.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);

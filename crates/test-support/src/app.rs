@@ -1,7 +1,8 @@
 //! In-process services for a crate's integration tests.
 //!
 //! [`settings`] gives a configuration where every listener binds port 0 on
-//! 127.0.0.1 with one worker; [`serve`] runs a built service on the test's
+//! 127.0.0.1 with one worker, [`settings_on_redis`] the same with a Redis
+//! and a key prefix of their own; [`serve`] runs a built service on the test's
 //! runtime and returns its base URL.
 
 use chatbot_common::config::Settings;
@@ -23,6 +24,28 @@ pub fn settings() -> Settings {
     }
     s.log.level = "warn".into();
     s
+}
+
+/// [`settings`] on the Redis at `url`, with a key prefix of their own (so
+/// tests sharing a server never see each other's sessions).
+pub fn settings_on_redis(url: &str) -> Settings {
+    let mut s = settings();
+    s.redis.url = url.into();
+    s.session.key_prefix = crate::fresh_prefix();
+    s
+}
+
+/// User turns with `texts` as their contents, stamped now.
+pub fn user_turns(texts: &[&str]) -> Vec<chatbot_common::api::Turn> {
+    texts
+        .iter()
+        .map(|text| chatbot_common::api::Turn {
+            role: chatbot_common::api::Role::User,
+            content: (*text).to_owned(),
+            message_id: None,
+            created_at: chrono::Utc::now(),
+        })
+        .collect()
 }
 
 /// Runs `service` in the background and returns `http://127.0.0.1:PORT`.

@@ -12,6 +12,8 @@
 //! * [`n8n`]: [`N8nStandIn`], an HTTP receiver standing in for n8n's webhook
 //!   and health endpoint.
 //! * [`s3`]: [`TestS3`], a throwaway S3-compatible server (moto).
+//! * [`poll`]: [`poll::until`], waiting for a condition with a deadline
+//!   instead of a fixed sleep.
 //!
 //! Nothing here ever touches the machine's own PostgreSQL (5432) or Redis
 //! (6379): every server is started on a port taken from the kernel's free
@@ -22,6 +24,7 @@
 pub mod app;
 pub mod external;
 pub mod n8n;
+pub mod poll;
 pub mod postgres;
 pub mod process;
 pub mod redis;
@@ -33,4 +36,4 @@ pub use n8n::{N8nStandIn, ReceivedRequest};
 pub use postgres::{TestPostgres, shared_postgres};
 pub use process::{ServiceProcess, free_port};
 pub use redis::{TestRedis, fresh_prefix, shared_redis};
-pub use s3::TestS3;
+pub use s3::{TestS3, urlencode, venv_tool};

@@ -182,7 +182,9 @@ fn unsigned_auth() -> reqwest::header::HeaderMap {
     .collect()
 }
 
-/// A tool of the test venv; panics saying how to make it when missing.
+/// A tool of the test venv (`CHATBOT_TEST_VENV`, default `.venv` at the
+/// repository root) made by `scripts/setup.sh --test`; panics saying so
+/// when it is missing.
 pub fn venv_tool(name: &str) -> PathBuf {
     let path = std::env::var_os("CHATBOT_TEST_VENV")
         .map(PathBuf::from)
@@ -214,7 +216,9 @@ fn unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
-fn urlencode(text: &str) -> String {
+/// Percent-encodes `text` for a URL's query or path segment (RFC 3986's
+/// unreserved characters stay).
+pub fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -194,7 +194,7 @@ async fn migrations_are_idempotent() {
     let stack = Stack::start().await;
     let settings = chatbot_common::config::DatabaseSettings {
         url: stack.db_url.as_str().into(),
-        ..Default::default()
+        ..chatbot_common::config::Settings::default().database
     };
     let pool = chat::db::pool(&settings).unwrap();
     assert_eq!(

@@ -11,8 +11,8 @@ use chatbot_common::config::Settings;
 use ollama_sim::{SimConfig, SimServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_support::app::{connect, fresh_database_url, send_json, serve, settings};
-use test_support::{fresh_prefix, shared_redis};
+use test_support::app::{connect, fresh_database_url, send_json, serve, settings_on_redis};
+use test_support::shared_redis;
 
 /// One chat service with its own database, key prefix and simulator.
 pub(crate) struct Stack {
@@ -33,9 +33,7 @@ impl Stack {
     pub(crate) async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
         let sim = ollama_sim::spawn(SimConfig::default()).await.unwrap();
         let db_url = fresh_database_url().await;
-        let mut s = settings();
-        s.redis.url = shared_redis().url().as_str().into();
-        s.session.key_prefix = fresh_prefix();
+        let mut s = settings_on_redis(&shared_redis().url());
         s.database.url = db_url.as_str().into();
         s.ollama.url = sim.url();
         s.chat.timeouts.first_token_ms = 2_000;

@@ -8,42 +8,38 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::Gateway;
 
-/// An aggregator stand-in: answers every request with an `OK` verdict that
-/// says how many requests it has had, after 50 ms (so callers overlap).
-async fn counting_aggregator() -> (String, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+/// An aggregator stand-in: answers every request, after 50 ms (so callers
+/// overlap), with an `OK` verdict whose version is how many requests it
+/// has had.
+struct Counting(Arc<AtomicU64>);
+
+impl Respond for Counting {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+        let verdict = format!(
+            r#"{{"status":"OK","timestamp":"2026-01-01T00:00:00Z","version":"{n}","services":{{}},"checks":{{}}}}"#
+        );
+        ResponseTemplate::new(200)
+            .insert_header("Cache-Control", "max-age=30")
+            .set_body_raw(verdict, "application/health+json")
+            .set_delay(Duration::from_millis(50))
+    }
+}
+
+async fn counting_aggregator() -> (MockServer, Arc<AtomicU64>) {
+    let server = MockServer::start().await;
     let count = Arc::new(AtomicU64::new(0));
-    let counter = count.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match socket.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(read) => request.extend_from_slice(&buf[..read]),
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let body = format!(r#"{{"status":"OK","version":"test","requests":{n}}}"#);
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/health+json\r\n\
-                     Cache-Control: max-age=30\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
-            });
-        }
-    });
-    (url, count)
+    Mock::given(method("GET"))
+        .and(path("/health"))
+        .respond_with(Counting(count.clone()))
+        .mount(&server)
+        .await;
+    (server, count)
 }
 
 async fn get_health(gw: &Gateway) -> reqwest::Response {
@@ -62,21 +58,22 @@ async fn health(gw: &Gateway) -> Value {
 }
 
 /// A gateway in front of a counting aggregator, keeping verdicts `cache_ms`.
-async fn gateway_keeping_health_for(cache_ms: u64) -> (Gateway, Arc<AtomicU64>) {
+/// (The stand-in lives as long as the returned server.)
+async fn gateway_keeping_health_for(cache_ms: u64) -> (Gateway, MockServer, Arc<AtomicU64>) {
     let (aggregator, count) = counting_aggregator().await;
     let gw = Gateway::start(|s| {
-        s.gateway.aggregator_url = aggregator;
+        s.gateway.aggregator_url = aggregator.uri();
         s.gateway.health_cache_ms = cache_ms;
     })
     .await;
-    (gw, count)
+    (gw, aggregator, count)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_health_calls_cost_the_aggregator_one_request_per_period() {
-    let (gw, count) = gateway_keeping_health_for(500).await;
+    let (gw, _aggregator, count) = gateway_keeping_health_for(500).await;
     let answers = futures::future::join_all((0..50).map(|_| health(&gw))).await;
-    assert!(answers.iter().all(|a| a["requests"] == 1), "{answers:?}");
+    assert!(answers.iter().all(|a| a["version"] == "1"), "{answers:?}");
     assert_eq!(count.load(Ordering::SeqCst), 1);
 
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -88,16 +85,16 @@ async fn many_health_calls_cost_the_aggregator_one_request_per_period() {
         futures::future::join_all((0..10).map(|_| health(&gw))).await
     };
     let (refreshed, others) = tokio::join!(refresher, others);
-    assert_eq!(refreshed["requests"], 2, "refreshed after 500 ms");
-    assert!(others.iter().all(|a| a["requests"] == 1), "{others:?}");
+    assert_eq!(refreshed["version"], "2", "refreshed after 500 ms");
+    assert!(others.iter().all(|a| a["version"] == "1"), "{others:?}");
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_cache_every_health_call_asks_the_aggregator() {
-    let (gw, count) = gateway_keeping_health_for(0).await;
+    let (gw, _aggregator, count) = gateway_keeping_health_for(0).await;
     for expected in 1..=3 {
-        assert_eq!(health(&gw).await["requests"], expected);
+        assert_eq!(health(&gw).await["version"], expected.to_string());
     }
     assert_eq!(count.load(Ordering::SeqCst), 3);
 }

@@ -9,8 +9,8 @@ mod health;
 use chatbot_common::config::Settings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_support::app::{fresh_database_url, parse_sse, send_json, serve, settings};
-use test_support::{fresh_prefix, shared_redis};
+use test_support::app::{fresh_database_url, parse_sse, send_json, serve, settings_on_redis};
+use test_support::shared_redis;
 
 struct Gateway {
     url: String,
@@ -24,9 +24,7 @@ impl Gateway {
         let sim = ollama_sim::spawn(ollama_sim::SimConfig::default())
             .await
             .unwrap();
-        let mut s = settings();
-        s.redis.url = shared_redis().url().as_str().into();
-        s.session.key_prefix = fresh_prefix();
+        let mut s = settings_on_redis(&shared_redis().url());
         s.database.url = fresh_database_url().await.as_str().into();
         s.ollama.url = sim.url();
         let session = serve(session::build(&s).unwrap());

@@ -8,8 +8,8 @@ use std::time::Duration;
 use chatbot_common::config::Settings;
 use reqwest::StatusCode;
 use serde_json::Value;
-use test_support::app::{fresh_database_url, send_json, serve, settings};
-use test_support::{N8nStandIn, TestRedis, fresh_prefix};
+use test_support::app::{fresh_database_url, send_json, serve, settings_on_redis};
+use test_support::{N8nStandIn, TestRedis};
 
 struct Env {
     url: String,
@@ -28,10 +28,8 @@ impl Env {
         let sim = ollama_sim::spawn(ollama_sim::SimConfig::default())
             .await
             .unwrap();
-        let mut s = settings();
-        s.redis.url = redis.url().as_str().into();
+        let mut s = settings_on_redis(&redis.url());
         s.redis.timeout_ms = 300;
-        s.session.key_prefix = fresh_prefix();
         s.database.url = fresh_database_url().await.as_str().into();
         s.ollama.url = sim.url();
         s.n8n.health_url = n8n.health_url();

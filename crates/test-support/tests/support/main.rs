@@ -13,7 +13,6 @@ use test_support::{
     N8nStandIn, ServiceProcess, TestPostgres, TestRedis, free_port, fresh_prefix, shared_postgres,
     shared_redis,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::NoTls;
 
@@ -128,57 +127,35 @@ fn shared_redis_answers_and_prefixes_are_unique() {
     assert!(a.starts_with("t:") && a.ends_with(':'), "{a}");
 }
 
-/// Sends a raw HTTP request and returns (status, body).
-async fn http(port: u16, request: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8(response).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    assert!(
-        text.to_ascii_lowercase().contains("connection: close"),
-        "{text}"
-    );
-    let body = text.split_once("\r\n\r\n").unwrap().1.to_owned();
-    (status, body)
-}
-
-fn post(path: &str, body: &str) -> Vec<u8> {
-    format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         X-Test: yes\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
+/// Sends `request` and returns (status, body).
+async fn http(request: reqwest::RequestBuilder) -> (u16, String) {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
 }
 
 #[tokio::test]
 async fn n8n_stand_in_records_webhook_bodies() {
     let n8n = N8nStandIn::start().await;
     let port = n8n.addr().port();
-    assert_eq!(n8n.base_url(), format!("http://127.0.0.1:{port}"));
-    assert_eq!(
-        n8n.webhook_url(),
-        format!("http://127.0.0.1:{port}/webhook/chatbot-urgent")
-    );
+    let base = n8n.base_url();
+    assert_eq!(base, format!("http://127.0.0.1:{port}"));
+    assert_eq!(n8n.webhook_url(), format!("{base}/webhook/chatbot-urgent"));
     assert!(n8n.received().is_empty());
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: &'static str| {
+        client
+            .post(format!("{base}{path}"))
+            .header("Content-Type", "application/json")
+            .header("X-Test", "yes")
+            .body(body)
+    };
 
-    let (status, body) = http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (status, body) = http(client.get(n8n.health_url())).await;
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
 
-    let (status, body) = http(
-        port,
-        &post(
-            "/webhook/chatbot-urgent",
-            r#"{"session_id":"s1","text":"help"}"#,
-        ),
-    )
-    .await;
+    let sent = r#"{"session_id":"s1","text":"help"}"#;
+    let (status, body) = http(post("/webhook/chatbot-urgent", sent)).await;
     assert_eq!((status, body.as_str()), (200, r#"{"ok":true}"#));
     assert_eq!(
         n8n.received(),
@@ -186,17 +163,14 @@ async fn n8n_stand_in_records_webhook_bodies() {
     );
     let requests = n8n.requests();
     assert_eq!(requests[0].path, "/webhook/chatbot-urgent");
+    assert_eq!(requests[0].method, "POST");
     assert_eq!(requests[0].header("X-TEST"), Some("yes"));
 
-    // Chunked bodies, sent in pieces, from another task while we wait.
+    // A request from another task while we wait.
+    let other = post("/webhook/other?x=1", r#"{"a":1}"#);
     let sender = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        http(
-            port,
-            b"POST /webhook/other?x=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
-              5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n",
-        )
-        .await
+        http(other).await
     });
     let got = n8n.wait_for(2, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 2);
@@ -210,18 +184,25 @@ async fn n8n_stand_in_records_webhook_bodies() {
 
     // Failure modes for tests of retries and health checks.
     n8n.set_webhook_status(500);
-    let (status, _) = http(port, &post("/webhook/x", "{}")).await;
+    let (status, _) = http(post("/webhook/x", "{}")).await;
     assert_eq!(status, 500);
     assert_eq!(n8n.received().len(), 3, "failed attempts are recorded too");
     n8n.set_healthy(false);
-    let (status, _) = http(port, b"GET /healthz HTTP/1.1\r\n\r\n").await;
-    assert_eq!(status, 503);
-    let (status, _) = http(port, b"GET /nope HTTP/1.1\r\n\r\n").await;
-    assert_eq!(status, 404);
+    assert_eq!(http(client.get(n8n.health_url())).await.0, 503);
+    assert_eq!(http(client.get(format!("{base}/nope"))).await.0, 404);
 
     n8n.stop();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    test_support::poll::until(
+        "the port to be released",
+        Duration::from_secs(5),
+        || async {
+            TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 /// Writes an executable shell script standing in for a service binary.

@@ -1,4 +1,8 @@
-//! The Redis data layout of sessions.
+//! The Redis data layout of sessions: the one owner of session data.
+//!
+//! The session service (reads, deletes, counts) and chat (reads the recent
+//! turns, appends each exchange) both go through [`SessionStore`]; nothing
+//! else reads or writes these keys.
 //!
 //! With prefix `P` (`session.key_prefix`):
 //!
@@ -127,56 +131,6 @@ impl SessionStore {
     /// The connection pool, for its usage metrics.
     pub fn pool(&self) -> &Pool {
         &self.pool
-    }
-
-    /// `PING`, for readiness.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        self.bounded(async {
-            let mut conn = self.pool.get().await?;
-            let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Creates an empty session for `user_id`.
-    pub async fn create(&self, user_id: &str) -> Result<SessionView, StoreError> {
-        let id = Uuid::new_v4();
-        let now = Utc::now();
-        let stamp = now.to_rfc3339();
-        self.bounded(async {
-            let mut conn = self.pool.get().await?;
-            let key = self.key(id);
-            redis::pipe()
-                .atomic()
-                .hset_multiple(
-                    &key,
-                    &[
-                        ("user_id", user_id),
-                        ("created_at", &stamp),
-                        ("updated_at", &stamp),
-                    ],
-                )
-                .ignore()
-                .expire(&key, self.idle_secs())
-                .ignore()
-                .zadd(self.active_key(), id.to_string(), now.timestamp_millis())
-                .ignore()
-                .zrembyscore(self.active_key(), "-inf", self.oldest_live_score(now))
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await?;
-            Ok(())
-        })
-        .await?;
-        Ok(SessionView {
-            session_id: id,
-            user_id: user_id.to_owned(),
-            created_at: now,
-            updated_at: now,
-            expires_at: self.expires_at(now),
-            turns: Vec::new(),
-        })
     }
 
     /// Scores below this belong to sessions idle longer than the timeout.
