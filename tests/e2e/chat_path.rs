@@ -119,15 +119,12 @@ async fn a_conversation_through_the_gateway() {
 }
 
 async fn wait_for_status(http: &reqwest::Client, url: &str, status: &str) -> Value {
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = send_json(http.get(url)).await.1;
-        if last["status"] == status {
-            return last;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{url} never reported {status}: {last}");
+    let what = format!("{url} to report {status}");
+    test_support::poll::until(&what, Duration::from_secs(10), || async {
+        let verdict = send_json(http.get(url)).await.1;
+        (verdict["status"] == status).then_some(verdict)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

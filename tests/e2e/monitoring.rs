@@ -232,16 +232,14 @@ async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Result<V
 
 /// Waits until `expr` returns data (rules need a few evaluations).
 pub(crate) async fn wait_for_data(http: &reqwest::Client, prometheus: &str, expr: &str) {
-    for _ in 0..60 {
-        if query(http, prometheus, expr)
+    let what = format!("{expr} to return data");
+    test_support::poll::until(&what, Duration::from_secs(30), || async {
+        query(http, prometheus, expr)
             .await
             .is_ok_and(|r| !r.is_empty())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("{expr} never returned data");
+            .then_some(())
+    })
+    .await;
 }
 
 fn dashboard_queries() -> Vec<String> {
@@ -331,45 +329,30 @@ async fn prometheus_evaluates_every_rule_and_dashboard_and_alerts_reach_alertman
 
     redis.stop();
     let alertmanager = monitoring.alertmanager.base_url();
-    let mut seen = Value::Null;
-    for _ in 0..120 {
-        seen = get_json(http, &format!("{alertmanager}/api/v2/alerts")).await;
-        let reached =
-            seen.as_array().unwrap().iter().any(|a| {
-                a["labels"]["component"] == "redis" && a["labels"]["severity"] == "critical"
-            });
-        if reached {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let redis_alert = seen
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["labels"]["component"] == "redis" && a["labels"]["severity"] == "critical")
-        .unwrap_or_else(|| panic!("no critical redis alert reached Alertmanager: {seen}"));
-    let name = redis_alert["labels"]["alertname"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let critical_redis =
+        |a: &&Value| a["labels"]["component"] == "redis" && a["labels"]["severity"] == "critical";
+    let name = test_support::poll::until(
+        "a critical redis alert to reach Alertmanager",
+        Duration::from_secs(60),
+        || async {
+            let seen = get_json(http, &format!("{alertmanager}/api/v2/alerts")).await;
+            let name = seen.as_array().unwrap().iter().find(critical_redis)?["labels"]["alertname"]
+                .as_str()?
+                .to_owned();
+            Some(name)
+        },
+    )
+    .await;
     let names_it = |d: &Value| {
         d["alerts"]
             .as_array()
             .is_some_and(|alerts| alerts.iter().any(|a| a["labels"]["alertname"] == name))
     };
-    let mut delivered = Vec::new();
-    for _ in 0..60 {
-        delivered = n8n.received();
-        if delivered.iter().any(names_it) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    assert!(
-        delivered.iter().any(names_it),
-        "Alertmanager delivered {name} to its receiver: {delivered:?}"
-    );
+    let what = format!("Alertmanager to deliver {name} to its receiver");
+    test_support::poll::until(&what, Duration::from_secs(15), || async {
+        n8n.received().iter().any(names_it).then_some(())
+    })
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 

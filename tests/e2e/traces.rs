@@ -282,20 +282,19 @@ async fn message_texts_are_logged_only_when_configured() {
         .chat(serde_json::json!({"user_id": "texts", "message": "a message worth reading"}))
         .await;
     assert_eq!(status, 200);
-    let mut line = None;
-    for _ in 0..50 {
-        line = stack
-            .chat
-            .logs()
-            .into_iter()
-            .find(|l| l.contains("\"message processed\""));
-        if line.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let line: serde_json::Value =
-        serde_json::from_str(&line.expect("a message processed line")).unwrap();
+    let line = test_support::poll::until(
+        "a message processed line",
+        std::time::Duration::from_secs(5),
+        || async {
+            stack
+                .chat
+                .logs()
+                .into_iter()
+                .find(|l| l.contains("\"message processed\""))
+        },
+    )
+    .await;
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(line["message_text"], "a message worth reading");
     assert_eq!(line["reply_text"], reply["reply"]);
 }

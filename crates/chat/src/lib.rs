@@ -1,7 +1,7 @@
 //! The chat service: one exchange at a time.
 //!
 //! The path of a message: [`routes`] reads the request, [`exchange`] validates
-//! it, fetches history from the session service ([`sessions`]), classifies it
+//! it, reads the history from Redis through `session-store` ([`sessions`]), classifies it
 //! ([`classify`]), calls the LLM through the Ollama API ([`llm`]), stores the
 //! exchange in PostgreSQL ([`db`]), appends the turns to the session and, for
 //! `HIGH` urgency, posts to n8n ([`escalation`]). Start with [`build`].

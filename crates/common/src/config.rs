@@ -43,13 +43,14 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     /// The chat service.
     pub chat: ChatSettings,
-    /// The session service.
+    /// Sessions: the layout in Redis (chat and session) and the session
+    /// service's listener.
     pub session: SessionSettings,
     /// The health aggregator.
     pub aggregator: AggregatorSettings,
     /// PostgreSQL, used by chat.
     pub database: DatabaseSettings,
-    /// Redis, used by session.
+    /// Redis, used by chat and session.
     pub redis: RedisSettings,
     /// The Ollama API, used by chat.
     pub ollama: OllamaSettings,

@@ -214,7 +214,9 @@ pub fn files(dir: &Path) -> std::io::Result<Vec<LogFile>> {
     Ok(files)
 }
 
-/// Whether rotation works: no log past `log.max_file_bytes`, no rotated file
+/// Whether rotation works: no log well past `log.max_file_bytes` (a file is
+/// rotated at the first write after it passed its size, so a live file may
+/// be over by one batch of lines: [`ROTATION_SLACK`]), no rotated file
 /// numbered past `log.max_files`, and some log written in the last 24 hours.
 pub fn rotation_row(settings: &Settings, now: DateTime<Utc>) -> Row {
     let Some(dir) = &settings.log.dir else {
@@ -225,6 +227,10 @@ pub fn rotation_row(settings: &Settings, now: DateTime<Utc>) -> Row {
         Err(error) => Row::unchecked(ROTATION, format!("{}: {error}", dir.display())),
     }
 }
+
+/// How far past `log.max_file_bytes` a live log may be before rotation
+/// counts as broken (or a tenth of the size, when that is more).
+const ROTATION_SLACK: u64 = 64 * 1024;
 
 fn grade_rotation(files: &[LogFile], log: &LogSettings, now: DateTime<Utc>) -> Row {
     let logs: Vec<(&LogFile, Option<u32>)> = files
@@ -249,7 +255,7 @@ fn grade_rotation(files: &[LogFile], log: &LogSettings, now: DateTime<Utc>) -> R
     let mb = |bytes: u64| format!("{:.1} MB", bytes as f64 / 1e6);
     let mut problems: Vec<String> = current
         .iter()
-        .filter(|f| f.len > log.max_file_bytes)
+        .filter(|f| f.len > log.max_file_bytes + ROTATION_SLACK.max(log.max_file_bytes / 10))
         .map(|f| {
             format!(
                 "{} is {}, over log.max_file_bytes ({})",
@@ -379,7 +385,10 @@ mod tests {
             (row.status, row.value.as_str()),
             (Status::Ok, "1 logs, 2 rotated")
         );
-        let big = [file("chat.log", 5000, 0)];
+        let just_over = [file("chat.log", 1200, 0)];
+        let row = grade_rotation(&just_over, &log, now);
+        assert_eq!(row.status, Status::Ok, "rotated at the next write");
+        let big = [file("chat.log", 70_000, 0)];
         assert_eq!(grade_rotation(&big, &log, now).status, Status::Fail);
         let many = [file("chat.log", 5, 0), file("chat.log.3", 5, 0)];
         assert!(

@@ -11,15 +11,16 @@ use test_support::app::parse_sse;
 use crate::Stack;
 
 async fn only_row(stack: &Stack) -> tokio_postgres::Row {
-    for _ in 0..50 {
-        let rows = stack.rows().await;
-        if let [row] = rows.as_slice() {
-            return row.clone();
-        }
-        assert!(rows.len() < 2, "one exchange, one row");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the failed exchange was not stored");
+    test_support::poll::until(
+        "the failed exchange to be stored",
+        Duration::from_secs(5),
+        || async {
+            let rows = stack.rows().await;
+            assert!(rows.len() < 2, "one exchange, one row");
+            rows.first().cloned()
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,17 +89,13 @@ impl Stack {
     pub(crate) async fn row(&self, message_id: &str) -> tokio_postgres::Row {
         let id: uuid::Uuid = message_id.parse().unwrap();
         let db = self.db().await;
-        for _ in 0..50 {
-            if let Some(row) = db
-                .query_opt("SELECT * FROM messages WHERE id = $1", &[&id])
+        let what = format!("exchange {message_id} to be stored");
+        test_support::poll::until(&what, std::time::Duration::from_secs(5), || async {
+            db.query_opt("SELECT * FROM messages WHERE id = $1", &[&id])
                 .await
                 .unwrap()
-            {
-                return row;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("exchange {message_id} was never stored");
+        })
+        .await
     }
 
     pub(crate) async fn rows(&self) -> Vec<tokio_postgres::Row> {

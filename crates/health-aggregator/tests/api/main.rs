@@ -63,15 +63,15 @@ impl Env {
 
     /// Polls until `done` holds for the verdict, for up to 10 s.
     async fn wait_until(&self, done: impl Fn(&Value) -> bool) -> Value {
-        let mut last = Value::Null;
-        for _ in 0..100 {
-            last = self.health().await.1;
-            if done(&last) {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the verdict never got there: {last}");
+        test_support::poll::until(
+            "the verdict to get there",
+            Duration::from_secs(10),
+            || async {
+                let verdict = self.health().await.1;
+                done(&verdict).then_some(verdict)
+            },
+        )
+        .await
     }
 }
 
