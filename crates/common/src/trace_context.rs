@@ -10,6 +10,18 @@
 //!   a `reqwest` request. [`Upstream::get`](crate::upstream::Upstream::get)
 //!   and its siblings do it for every call between services.
 //!
+//! Outbound headers go through `opentelemetry-http`'s `HeaderInjector`;
+//! incoming ones through a small extractor of actix's headers (actix-web 4
+//! uses the `http` 0.2 types, which `opentelemetry-http` does not take).
+//! The middleware stays ours: `tracing-actix-web` 0.7.25 (which supports
+//! OpenTelemetry 0.33) was read against it (2026-12). Its default root span
+//! records about a dozen fields (scheme, host, client address, user agent,
+//! target, flavor, a per-request UUID) that the ECS layer would copy onto
+//! every log line of the request, changing the log fields and adding work
+//! per request; a custom root span would be this one again; and its hooks
+//! see the response only by reference, so the `traceparent` and
+//! `x-trace-id` response headers would still need a middleware of ours.
+//!
 //! Spawned work keeps the trace only if it carries the span:
 //! [`Inflight::spawn`](crate::server::Inflight::spawn) does, and tasks
 //! spawned elsewhere use `.instrument(tracing::Span::current())`.
@@ -23,8 +35,9 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::{Instrument, Span, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -48,12 +61,13 @@ pub fn extract(headers: &actix_web::http::header::HeaderMap) -> opentelemetry::C
 /// `request` with the `traceparent` (and `tracestate`) of the current span;
 /// unchanged outside any traced span.
 pub fn inject(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    let mut headers = ReqwestHeaders(reqwest::header::HeaderMap::new());
-    TraceContextPropagator::new().inject_context(&Span::current().context(), &mut headers);
-    if headers.0.is_empty() {
+    let mut headers = reqwest::header::HeaderMap::new();
+    TraceContextPropagator::new()
+        .inject_context(&Span::current().context(), &mut HeaderInjector(&mut headers));
+    if headers.is_empty() {
         request
     } else {
-        request.headers(headers.0)
+        request.headers(headers)
     }
 }
 
@@ -180,18 +194,6 @@ impl Extractor for ActixHeaders<'_> {
     }
 }
 
-struct ReqwestHeaders(reqwest::header::HeaderMap);
-
-impl Injector for ReqwestHeaders {
-    fn set(&mut self, key: &str, value: String) {
-        if let (Ok(name), Ok(value)) = (
-            reqwest::header::HeaderName::from_bytes(key.as_bytes()),
-            reqwest::header::HeaderValue::from_str(&value),
-        ) {
-            self.0.insert(name, value);
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
