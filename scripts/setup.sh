@@ -69,6 +69,10 @@ if [ "${1:-}" = "--test" ]; then
     say "Installing the oha load generator (the benchmark's smoke test uses it)"
     cargo install --locked oha --version 1.16.0
   fi
+  if ! command -v cargo-machete >/dev/null 2>&1; then
+    say "Installing cargo-machete (the test command checks for unused dependencies)"
+    cargo install --locked cargo-machete --version 0.9.2
+  fi
   VENV=${CHATBOT_TEST_VENV:-.venv}
   if [ ! -x "$VENV/bin/pip" ]; then
     say "Creating the Python venv $VENV for the test tools"

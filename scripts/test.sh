@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The full test suite, set-up included (README command 2, and what CI runs).
 # Tests start their own throwaway PostgreSQL, Redis and service processes on
-# free ports; nothing already running on this machine is used. Formatting
-# and clippy run first: a warning fails the suite.
+# free ports; nothing already running on this machine is used. Formatting,
+# clippy and cargo-machete run first: a warning or an unused dependency
+# fails the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
@@ -17,6 +18,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo machete (no unused dependency)"
+cargo machete
 echo "==> Building the service binaries"
 cargo build --workspace --bins --locked
 echo "==> Running the tests"

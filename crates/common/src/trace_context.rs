@@ -62,8 +62,10 @@ pub fn extract(headers: &actix_web::http::header::HeaderMap) -> opentelemetry::C
 /// unchanged outside any traced span.
 pub fn inject(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     let mut headers = reqwest::header::HeaderMap::new();
-    TraceContextPropagator::new()
-        .inject_context(&Span::current().context(), &mut HeaderInjector(&mut headers));
+    TraceContextPropagator::new().inject_context(
+        &Span::current().context(),
+        &mut HeaderInjector(&mut headers),
+    );
     if headers.is_empty() {
         request
     } else {
@@ -193,7 +195,6 @@ impl Extractor for ActixHeaders<'_> {
         self.0.keys().map(HeaderName::as_str).collect()
     }
 }
-
 
 #[cfg(test)]
 mod tests {
