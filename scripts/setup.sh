@@ -73,6 +73,10 @@ if [ "${1:-}" = "--test" ]; then
     say "Installing cargo-machete (the test command checks for unused dependencies)"
     cargo install --locked cargo-machete --version 0.9.2
   fi
+  if ! command -v cargo-deny >/dev/null 2>&1; then
+    say "Installing cargo-deny (the dependency policy in deny.toml; about 5 minutes)"
+    cargo install --locked cargo-deny --version 0.20.2
+  fi
   VENV=${CHATBOT_TEST_VENV:-.venv}
   if [ ! -x "$VENV/bin/pip" ]; then
     say "Creating the Python venv $VENV for the test tools"

@@ -2,8 +2,8 @@
 # The full test suite, set-up included (README command 2, and what CI runs).
 # Tests start their own throwaway PostgreSQL, Redis and service processes on
 # free ports; nothing already running on this machine is used. Formatting,
-# clippy and cargo-machete run first: a warning or an unused dependency
-# fails the suite.
+# clippy, cargo-machete and cargo-deny run first: a warning, an unused
+# dependency or a dependency outside deny.toml's policy fails the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
@@ -20,6 +20,8 @@ echo "==> cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo machete (no unused dependency)"
 cargo machete
+echo "==> cargo deny (licences, banned crates, sources: deny.toml)"
+cargo deny check bans licenses sources
 echo "==> Building the service binaries"
 cargo build --workspace --bins --locked
 echo "==> Running the tests"
