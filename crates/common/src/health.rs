@@ -15,13 +15,33 @@ use serde::Serialize;
 use crate::probe::{CheckError, Level, Probe};
 
 /// One required dependency: its name (`database`, `redis`) and its probe.
-pub type Readiness = (&'static str, Box<dyn Probe>);
+pub type Required = (&'static str, Box<dyn Probe>);
+
+/// How one check went: `ok` or `error` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    /// The dependency can be used.
+    Ok,
+    /// It cannot.
+    Error,
+}
+
+/// Whether the service can take traffic: `ready` or `not_ready` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Readiness {
+    /// Every check passed.
+    Ready,
+    /// At least one failed.
+    NotReady,
+}
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckOutcome {
-    /// `ok` or `error`.
-    pub status: &'static str,
+    /// Whether it passed.
+    pub status: CheckStatus,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -32,8 +52,8 @@ pub struct CheckOutcome {
 /// The `/readyz` body.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReadinessReport {
-    /// `ready` or `not_ready`.
-    pub status: &'static str,
+    /// Ready when every check passed.
+    pub status: Readiness,
     /// Outcome per component.
     pub checks: BTreeMap<&'static str, CheckOutcome>,
 }
@@ -41,13 +61,13 @@ pub struct ReadinessReport {
 impl ReadinessReport {
     /// True when every check passed.
     pub fn is_ready(&self) -> bool {
-        self.status == "ready"
+        self.status == Readiness::Ready
     }
 }
 
 /// Runs every probe concurrently, each bounded by `timeout`; a warning
 /// (a disk filling up) does not make a service unready, a failure does.
-pub async fn run_checks(checks: &[Readiness], timeout: Duration) -> ReadinessReport {
+pub async fn run_checks(checks: &[Required], timeout: Duration) -> ReadinessReport {
     let outcomes = join_all(checks.iter().map(|(name, probe)| async move {
         let started = std::time::Instant::now();
         let error = match tokio::time::timeout(timeout, probe.run()).await {
@@ -58,7 +78,11 @@ pub async fn run_checks(checks: &[Readiness], timeout: Duration) -> ReadinessRep
             Err(_) => Some(CheckError::Timeout(timeout).to_string()),
         };
         let outcome = CheckOutcome {
-            status: if error.is_none() { "ok" } else { "error" },
+            status: if error.is_none() {
+                CheckStatus::Ok
+            } else {
+                CheckStatus::Error
+            },
             error,
             duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         };
@@ -67,7 +91,11 @@ pub async fn run_checks(checks: &[Readiness], timeout: Duration) -> ReadinessRep
     .await;
     let ready = outcomes.iter().all(|(_, o)| o.error.is_none());
     ReadinessReport {
-        status: if ready { "ready" } else { "not_ready" },
+        status: if ready {
+            Readiness::Ready
+        } else {
+            Readiness::NotReady
+        },
         checks: outcomes.into_iter().collect(),
     }
 }

@@ -40,7 +40,7 @@ use tracing::Instrument;
 
 use crate::config::{ServerSettings, Settings};
 use crate::error::{ApiError, ErrorCode};
-use crate::health::{Readiness, run_checks};
+use crate::health::{Required, run_checks};
 use crate::probe::Probe;
 use crate::{telemetry, trace_context};
 
@@ -108,7 +108,7 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct ServiceBuilder {
     name: &'static str,
     settings: ServerSettings,
-    checks: Vec<Readiness>,
+    checks: Vec<Required>,
     openapi: serde_json::Value,
     tasks: TaskTracker,
     inflight: Inflight,
@@ -128,7 +128,7 @@ pub struct RunningService {
 
 #[derive(Clone)]
 struct Common {
-    checks: Arc<[Readiness]>,
+    checks: Arc<[Required]>,
     openapi: Arc<serde_json::Value>,
     draining: Arc<AtomicBool>,
     inflight: Inflight,
