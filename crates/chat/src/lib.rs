@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use chatbot_common::config::Settings;
 use chatbot_common::error::ErrorChain;
-use chatbot_common::probe::{Postgres, probe_fn};
+use chatbot_common::probe::{Check, Postgres, probe_fn};
 use chatbot_common::server::{Inflight, RunningService, ServiceBuilder};
 use chatbot_common::telemetry;
 use chatbot_common::upstream::{Upstream, http_client};

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chatbot_common::config::LlmTimeouts;
 use chatbot_common::error::{ApiError, ErrorCode};
 use chatbot_common::health::LiveSignal;
-use chatbot_common::probe::{CheckError, Endpoint};
+use chatbot_common::probe::{Check, CheckError, Endpoint};
 use chatbot_common::upstream::Upstream;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -129,6 +129,8 @@ struct ErrorBody {
 #[derive(Debug, Clone)]
 pub struct LlmClient {
     upstream: Upstream,
+    /// `GET /api/version`, for readiness.
+    version: Endpoint,
     model: String,
     timeouts: LlmTimeouts,
     live: Arc<LiveSignal>,
@@ -139,6 +141,7 @@ impl LlmClient {
     /// the connect timeout).
     pub fn new(upstream: Upstream, model: String, timeouts: LlmTimeouts) -> Self {
         Self {
+            version: Endpoint::new(upstream.clone(), "/api/version"),
             upstream,
             model,
             timeouts,
@@ -160,9 +163,7 @@ impl LlmClient {
     /// (cheap, never a generation) answers.
     pub async fn ping(&self) -> Result<(), CheckError> {
         self.live.check()?;
-        Endpoint::new(self.upstream.clone(), "/api/version")
-            .check()
-            .await
+        self.version.check().await
     }
 
     /// Runs one chat call, handing each token to `on_token` as it arrives,

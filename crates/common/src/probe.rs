@@ -3,7 +3,7 @@
 //!
 //! A [`Probe`] looks once and says what it saw as an [`Observation`]: a
 //! [`Level`], perhaps a measured value, and the reason when it is not
-//! `pass`. `/readyz` fails when any probe fails (see [`crate::health`]); the
+//! `pass`; a [`Check`] only passes or fails, and is a probe by that. `/readyz` fails when any probe fails (see [`crate::health`]); the
 //! aggregator grades, times and caches the same observations into the
 //! verdict. The probes every user shares live here: PostgreSQL (`SELECT 1`),
 //! Redis (`PING`), and an HTTP endpoint that answers 2xx when healthy.
@@ -108,28 +108,41 @@ pub trait Probe: Send + Sync + 'static {
     fn run(&self) -> BoxFuture<'_, Observation>;
 }
 
-/// A probe made from a closure that passes or fails.
+/// A probe that only passes or fails (no warning, no measured value): every
+/// `Check` is a [`Probe`] whose failure is the observation's reason.
+pub trait Check: Send + Sync + 'static {
+    /// `Ok` when the dependency can be used.
+    fn check(&self) -> BoxFuture<'_, Result<(), CheckError>>;
+}
+
+impl<T: Check> Probe for T {
+    fn run(&self) -> BoxFuture<'_, Observation> {
+        Box::pin(async move { self.check().await.into() })
+    }
+}
+
+/// A check made from a closure.
 pub fn probe_fn<F>(check: F) -> impl Probe
 where
     F: Fn() -> BoxFuture<'static, Result<(), CheckError>> + Send + Sync + 'static,
 {
-    FnProbe(check)
+    FnCheck(check)
 }
 
-struct FnProbe<F>(F);
+struct FnCheck<F>(F);
 
-impl<F> Probe for FnProbe<F>
+impl<F> Check for FnCheck<F>
 where
     F: Fn() -> BoxFuture<'static, Result<(), CheckError>> + Send + Sync + 'static,
 {
-    fn run(&self) -> BoxFuture<'_, Observation> {
-        let check = (self.0)();
-        Box::pin(async move { check.await.into() })
+    fn check(&self) -> BoxFuture<'_, Result<(), CheckError>> {
+        (self.0)()
     }
 }
 
 /// An HTTP endpoint that answers 2xx when healthy: a peer's `/livez` or
 /// `/readyz`, Ollama's `/api/version`, n8n's health URL.
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Whose endpoint.
     pub upstream: Upstream,
@@ -146,8 +159,8 @@ impl Endpoint {
         }
     }
 
-    /// One `GET`: `Ok` on 2xx.
-    pub async fn check(&self) -> Result<(), CheckError> {
+    /// One `GET`: the answer when it is 2xx, for callers that read it.
+    pub async fn get(&self) -> Result<reqwest::Response, CheckError> {
         let response = self
             .upstream
             .get(&self.path)
@@ -155,7 +168,7 @@ impl Endpoint {
             .await
             .map_err(|e| CheckError::unreachable(&e))?;
         if response.status().is_success() {
-            Ok(())
+            Ok(response)
         } else {
             Err(CheckError::Status {
                 what: self.path.clone(),
@@ -165,9 +178,9 @@ impl Endpoint {
     }
 }
 
-impl Probe for Endpoint {
-    fn run(&self) -> BoxFuture<'_, Observation> {
-        Box::pin(async move { self.check().await.into() })
+impl Check for Endpoint {
+    fn check(&self) -> BoxFuture<'_, Result<(), CheckError>> {
+        Box::pin(async move { self.get().await.map(drop) })
     }
 }
 
@@ -176,26 +189,20 @@ impl Probe for Endpoint {
 pub struct Postgres(pub deadpool_postgres::Pool);
 
 #[cfg(feature = "postgres")]
-impl Postgres {
-    /// One `SELECT 1`.
-    pub async fn check(&self) -> Result<(), CheckError> {
-        let client = self
-            .0
-            .get()
-            .await
-            .map_err(|e| CheckError::unreachable(&e))?;
-        client
-            .execute("SELECT 1", &[])
-            .await
-            .map_err(|e| CheckError::unreachable(&e))?;
-        Ok(())
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl Probe for Postgres {
-    fn run(&self) -> BoxFuture<'_, Observation> {
-        Box::pin(async move { self.check().await.into() })
+impl Check for Postgres {
+    fn check(&self) -> BoxFuture<'_, Result<(), CheckError>> {
+        Box::pin(async move {
+            let client = self
+                .0
+                .get()
+                .await
+                .map_err(|e| CheckError::unreachable(&e))?;
+            client
+                .execute("SELECT 1", &[])
+                .await
+                .map_err(|e| CheckError::unreachable(&e))?;
+            Ok(())
+        })
     }
 }
 
@@ -204,22 +211,19 @@ impl Probe for Postgres {
 pub struct Redis(pub deadpool_redis::Pool);
 
 #[cfg(feature = "redis")]
-impl Probe for Redis {
-    fn run(&self) -> BoxFuture<'_, Observation> {
+impl Check for Redis {
+    fn check(&self) -> BoxFuture<'_, Result<(), CheckError>> {
         Box::pin(async move {
-            let result = async {
-                let mut conn = self
-                    .0
-                    .get()
-                    .await
-                    .map_err(|e| CheckError::unreachable(&e))?;
-                deadpool_redis::redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .map_err(|e| CheckError::unreachable(&e))?;
-                Ok(())
-            };
-            result.await.into()
+            let mut conn = self
+                .0
+                .get()
+                .await
+                .map_err(|e| CheckError::unreachable(&e))?;
+            deadpool_redis::redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .map_err(|e| CheckError::unreachable(&e))?;
+            Ok(())
         })
     }
 }

@@ -23,7 +23,6 @@ use chatbot_common::probe::CheckError;
 pub use chatbot_common::probe::{Endpoint, Level, Observation, Postgres, Probe, Redis};
 pub use chatbot_common::system::Thresholds;
 use chatbot_common::system::{available_memory_percent, free_percent};
-use chatbot_common::upstream::Upstream;
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
@@ -70,32 +69,20 @@ struct TaggedModel {
 
 /// Ollama: `GET /api/tags`, and whether the configured model is there.
 pub struct Ollama {
-    /// The Ollama API.
-    pub upstream: Upstream,
+    /// `GET /api/tags` on the Ollama API.
+    pub tags: Endpoint,
     /// `chat.model`.
     pub model: String,
 }
 
 impl Ollama {
     async fn tags(&self) -> Result<Tags, CheckError> {
-        const PATH: &str = "/api/tags";
-        let response = self
-            .upstream
-            .get(PATH)
-            .send()
-            .await
-            .map_err(|e| CheckError::unreachable(&e))?;
-        if !response.status().is_success() {
-            return Err(CheckError::Status {
-                what: PATH.to_owned(),
-                status: response.status().as_u16(),
-            });
-        }
+        let response = self.tags.get().await?;
         response
             .json::<Tags>()
             .await
             .map_err(|e| CheckError::Unreadable {
-                what: PATH,
+                what: "/api/tags",
                 reason: e.to_string(),
             })
     }

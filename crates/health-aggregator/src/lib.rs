@@ -81,7 +81,7 @@ fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc
             true,
             "system",
             Ollama {
-                upstream: upstream("ollama", &settings.ollama.url),
+                tags: Endpoint::new(upstream("ollama", &settings.ollama.url), "/api/tags"),
                 model: settings.chat.model.clone(),
             },
         ),

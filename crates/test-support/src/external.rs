@@ -1,6 +1,8 @@
 //! Third-party servers run for a test (Prometheus, Alertmanager, exporters):
-//! started as child processes and waited for over HTTP, killed on drop.
+//! started as child processes and waited for over HTTP, killed on drop; and
+//! [`venv_tool`], the Python tools of the test set-up.
 
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,4 +89,21 @@ fn http_ok(port: u16, path: &str) -> bool {
     }
     let mut head = [0_u8; 12];
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && head[9] == b'2'
+}
+
+/// A tool of the test venv (`CHATBOT_TEST_VENV`, default `.venv` at the
+/// repository root) made by `scripts/setup.sh --test`; panics saying so
+/// when it is missing.
+pub fn venv_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("CHATBOT_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"))
+        .join("bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the test set-up (scripts/setup.sh --test) first",
+        path.display()
+    );
+    path
 }

@@ -32,8 +32,9 @@ pub mod s3;
 
 mod util;
 
+pub use external::venv_tool;
 pub use n8n::{N8nStandIn, ReceivedRequest};
 pub use postgres::{TestPostgres, shared_postgres};
 pub use process::{ServiceProcess, free_port};
 pub use redis::{TestRedis, fresh_prefix, shared_redis};
-pub use s3::{TestS3, urlencode, venv_tool};
+pub use s3::{TestS3, urlencode};

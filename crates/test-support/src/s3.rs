@@ -7,8 +7,6 @@
 //! client under test: their `Authorization` header only names the access
 //! key (objects are private to it).
 
-use std::path::PathBuf;
-
 use crate::external::External;
 use crate::util::free_port;
 
@@ -30,7 +28,7 @@ impl TestS3 {
     /// Panics when it is missing or does not come up.
     pub fn start() -> TestS3 {
         let port = free_port();
-        let program = venv_tool("moto_server");
+        let program = crate::external::venv_tool("moto_server");
         let args = [
             "-H".to_owned(),
             "127.0.0.1".to_owned(),
@@ -180,23 +178,6 @@ fn unsigned_auth() -> reqwest::header::HeaderMap {
         (reqwest::header::HeaderName::from_static(name), value)
     })
     .collect()
-}
-
-/// A tool of the test venv (`CHATBOT_TEST_VENV`, default `.venv` at the
-/// repository root) made by `scripts/setup.sh --test`; panics saying so
-/// when it is missing.
-pub fn venv_tool(name: &str) -> PathBuf {
-    let path = std::env::var_os("CHATBOT_TEST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv"))
-        .join("bin")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the test set-up (scripts/setup.sh --test) first",
-        path.display()
-    );
-    path
 }
 
 /// The contents of every `<tag>…</tag>` in `xml`.
