@@ -65,7 +65,6 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
         .chat(json!({"user_id": "m", "message": "still there?"}))
         .await;
     assert_eq!(status, 503);
-    tokio::time::sleep(Duration::from_millis(5500)).await; // one active-session refresh
 
     let gw = scrape(&stack.http, &format!("{gateway}/metrics")).await;
     assert!(
@@ -120,15 +119,18 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
         assert!(has(&chat, name), "{name} missing:\n{chat}");
     }
 
-    let session = scrape(
-        &stack.http,
-        &format!("{}/metrics", stack.session.base_url()),
+    // The gauge is refreshed every 5 s: one conversation succeeded (a failed
+    // first exchange leaves no session).
+    let session_metrics = format!("{}/metrics", stack.session.base_url());
+    let session = test_support::poll::until(
+        "chatbot_active_sessions 1 on the session service",
+        Duration::from_secs(10),
+        || async {
+            let session = scrape(&stack.http, &session_metrics).await;
+            has(&session, "chatbot_active_sessions 1").then_some(session)
+        },
     )
     .await;
-    assert!(
-        has(&session, "chatbot_active_sessions 1"),
-        "one conversation succeeded (a failed first exchange leaves no session):\n{session}"
-    );
     assert!(has(&session, "chatbot_pool_connections{pool=\"redis\""));
 
     let aggregator = stack.aggregator.base_url();

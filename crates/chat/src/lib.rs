@@ -12,7 +12,6 @@ pub mod escalation;
 pub mod exchange;
 pub mod llm;
 pub mod metrics;
-pub mod openapi;
 pub mod routes;
 pub mod sessions;
 
@@ -100,7 +99,7 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
                 Box::pin(async move { exchange.llm.ping().await })
             }),
         )
-        .openapi(openapi::document(settings.chat.max_message_chars))
+        .openapi(routes::document(settings.chat.max_message_chars))
         .tasks(tasks)
         .inflight(inflight)
         .bind(move |cfg| routes::configure(cfg, state.clone()))?)

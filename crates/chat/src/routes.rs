@@ -25,11 +25,30 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chatbot_common::api::{ChatRequest, ChatResponse};
 use chatbot_common::body::read_json;
 use chatbot_common::error::{ApiError, ErrorCode};
+use chatbot_common::openapi::{ChatFailures, StreamEvent, limit_message_length};
 use chatbot_common::server::resource;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::exchange::{Exchange, Prepared};
+
+/// The internal API, as `/openapi.json` describes it.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "chatbot chat service",
+        description = "One exchange: classify, call the LLM, store the exchange (internal API)."
+    ),
+    paths(chat)
+)]
+struct InternalApi;
+
+/// The document served at `/openapi.json`, with the configured message limit.
+pub fn document(max_message_chars: usize) -> utoipa::openapi::OpenApi {
+    let mut document = <InternalApi as utoipa::OpenApi>::openapi();
+    limit_message_length(&mut document, max_message_chars);
+    document
+}
 
 /// Shared state of the routes.
 pub struct State {
@@ -45,7 +64,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<State>) {
         .service(resource("/chat", "POST").route(web::post().to(chat)));
 }
 
-async fn chat(
+/// One exchange: classify, call the LLM, store it.
+///
+/// With `stream: true` the answer is `text/event-stream` (see the module
+/// docs); the failures before the first token are the same JSON errors.
+#[utoipa::path(post, path = "/chat", request_body = ChatRequest, responses(
+    (status = 200, description = "the reply", content(
+        (ChatResponse = "application/json"),
+        (StreamEvent = "text/event-stream")
+    )),
+    ChatFailures
+))]
+pub(crate) async fn chat(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<State>,

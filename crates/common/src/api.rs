@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -13,18 +14,23 @@ use crate::error::ApiError;
 pub const USER_ID_MAX: usize = 128;
 
 /// A client's chat request (`POST /api/chat`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+// The OpenAPI schema's `maxLength` of `message` is set from configuration
+// when a service builds its document (`crate::openapi::limit_message_length`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
     /// Who is writing: 1 to 128 of `A-Z a-z 0-9 _ . @ : -`.
+    #[schema(pattern = "^[A-Za-z0-9_.@:-]{1,128}$")]
     pub user_id: String,
-    /// The message text.
+    /// The message: not blank, no NUL characters.
+    #[schema(min_length = 1, pattern = r"^[^\u0000]*[^\u0000\t\n\r ][^\u0000]*$")]
     pub message: String,
-    /// Continue this session; a new one is created when absent.
+    /// Continue this session; omit it (or send null) to start one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<Uuid>,
     /// Answer as server-sent events, token by token.
     #[serde(default)]
+    #[schema(default = false)]
     pub stream: bool,
 }
 
@@ -52,9 +58,6 @@ impl ChatRequest {
     }
 }
 
-/// The regular-expression form of the `user_id` rule, for OpenAPI.
-pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9_.@:-]{1,128}$";
-
 /// Checks a user id: 1 to 128 characters of `A-Z a-z 0-9 _ . @ : -`.
 pub fn validate_user_id(user_id: &str) -> Result<(), ApiError> {
     let valid_char = |c: char| c.is_ascii_alphanumeric() || "_.@:-".contains(c);
@@ -72,7 +75,7 @@ pub fn parse_session_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// What kind of message the user sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageType {
     /// Asks something.
@@ -119,7 +122,7 @@ impl MessageType {
 }
 
 /// How soon a human should look at the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Urgency {
     /// Can wait.
@@ -145,7 +148,8 @@ impl Urgency {
 }
 
 /// Token counts reported by the LLM.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Usage {
     /// Tokens in the prompt, history included.
     pub prompt_tokens: u32,
@@ -154,7 +158,7 @@ pub struct Usage {
 }
 
 /// The answer to one chat exchange.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatResponse {
     /// The session the exchange belongs to.
@@ -177,7 +181,7 @@ pub struct ChatResponse {
 }
 
 /// Who said a turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// The user.
@@ -187,7 +191,7 @@ pub enum Role {
 }
 
 /// One stored turn of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Turn {
     /// Who said it.
@@ -202,8 +206,9 @@ pub struct Turn {
 }
 
 /// A session with its turns, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Session)]
 pub struct SessionView {
     /// The session id.
     pub session_id: Uuid,

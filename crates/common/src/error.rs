@@ -10,7 +10,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 
 /// Stable error codes: clients may match on them, so they never change meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The body is not valid JSON (400).
@@ -91,7 +91,10 @@ impl ErrorCode {
 }
 
 /// An error answer: a code and a message meant for the client.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(deny_unknown_fields)]
 #[error("{code:?}: {message}")]
 pub struct ApiError {
     /// The stable code.
@@ -101,7 +104,9 @@ pub struct ApiError {
 }
 
 /// The JSON envelope `{"error": {...}}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Error)]
 pub struct ErrorBody {
     /// The error.
     pub error: ApiError,

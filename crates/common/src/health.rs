@@ -18,7 +18,7 @@ use crate::probe::{CheckError, Level, Probe};
 pub type Required = (&'static str, Box<dyn Probe>);
 
 /// How one check went: `ok` or `error` on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
     /// The dependency can be used.
@@ -28,7 +28,7 @@ pub enum CheckStatus {
 }
 
 /// Whether the service can take traffic: `ready` or `not_ready` on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Readiness {
     /// Every check passed.
@@ -38,7 +38,7 @@ pub enum Readiness {
 }
 
 /// The outcome of one check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CheckOutcome {
     /// Whether it passed.
     pub status: CheckStatus,
@@ -50,7 +50,7 @@ pub struct CheckOutcome {
 }
 
 /// The `/readyz` body.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReadinessReport {
     /// Ready when every check passed.
     pub status: Readiness,

@@ -40,7 +40,7 @@ use tracing::Instrument;
 
 use crate::config::{ServerSettings, Settings};
 use crate::error::{ApiError, ErrorCode};
-use crate::health::{Required, run_checks};
+use crate::health::{ReadinessReport, Required, run_checks};
 use crate::probe::Probe;
 use crate::{telemetry, trace_context};
 
@@ -109,7 +109,7 @@ pub struct ServiceBuilder {
     name: &'static str,
     settings: ServerSettings,
     checks: Vec<Required>,
-    openapi: serde_json::Value,
+    openapi: utoipa::openapi::OpenApi,
     tasks: TaskTracker,
     inflight: Inflight,
 }
@@ -127,9 +127,9 @@ pub struct RunningService {
 }
 
 #[derive(Clone)]
-struct Common {
+pub(crate) struct Common {
     checks: Arc<[Required]>,
-    openapi: Arc<serde_json::Value>,
+    openapi: Bytes,
     draining: Arc<AtomicBool>,
     inflight: Inflight,
 }
@@ -141,7 +141,7 @@ impl ServiceBuilder {
             name,
             settings: *settings,
             checks: Vec::new(),
-            openapi: serde_json::json!({}),
+            openapi: utoipa::openapi::OpenApi::default(),
             tasks: TaskTracker::new(),
             inflight: Inflight::default(),
         }
@@ -153,8 +153,9 @@ impl ServiceBuilder {
         self
     }
 
-    /// The OpenAPI document served at `/openapi.json`.
-    pub fn openapi(mut self, document: serde_json::Value) -> Self {
+    /// The service's OpenAPI document; `/openapi.json` serves it with the
+    /// common routes added.
+    pub fn openapi(mut self, document: utoipa::openapi::OpenApi) -> Self {
         self.openapi = document;
         self
     }
@@ -177,9 +178,10 @@ impl ServiceBuilder {
     where
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
+        let openapi = crate::openapi::with_common_routes(self.openapi);
         let common = Common {
             checks: self.checks.into(),
-            openapi: Arc::new(self.openapi),
+            openapi: Bytes::from(crate::openapi::to_json(&openapi).map_err(io::Error::other)?),
             draining: Arc::default(),
             inflight: self.inflight.clone(),
         };
@@ -394,11 +396,20 @@ pub fn resource(path: &str, allow: &'static str) -> Resource {
     web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
 }
 
-async fn livez() -> HttpResponse {
+/// The process answers (never checks a dependency).
+#[utoipa::path(get, path = "/livez", responses(
+    (status = 200, description = "alive", body = inline(Object), example = json!({"status": "alive"}))
+))]
+pub(crate) async fn livez() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "alive"}))
 }
 
-async fn readyz(common: web::Data<Common>) -> HttpResponse {
+/// The service's own required dependencies are usable.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "ready", body = ReadinessReport),
+    (status = 503, description = "not ready", body = ReadinessReport)
+))]
+pub(crate) async fn readyz(common: web::Data<Common>) -> HttpResponse {
     let report = run_checks(&common.checks, READINESS_TIMEOUT).await;
     if report.is_ready() {
         HttpResponse::Ok().json(report)
@@ -407,8 +418,14 @@ async fn readyz(common: web::Data<Common>) -> HttpResponse {
     }
 }
 
-async fn openapi(common: web::Data<Common>) -> HttpResponse {
-    HttpResponse::Ok().json(common.openapi.as_ref())
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses(
+    (status = 200, description = "OpenAPI 3.1 document", body = inline(Object))
+))]
+pub(crate) async fn openapi(common: web::Data<Common>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(common.openapi.clone())
 }
 
 async fn not_found() -> HttpResponse {

@@ -10,7 +10,16 @@ use crate::config::AggregatorSettings;
 /// How a reading compares with its thresholds (the `application/health+json`
 /// draft's levels, serialized `pass`, `warn`, `fail`).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Level {

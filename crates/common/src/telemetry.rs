@@ -267,7 +267,10 @@ pub fn render_metrics() -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// `GET /metrics`.
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "metrics in the Prometheus text format", body = String)
+))]
 pub async fn metrics_handler() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

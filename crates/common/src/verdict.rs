@@ -19,6 +19,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::system::Level;
 
@@ -26,7 +27,7 @@ use crate::system::Level;
 pub const MEDIA_TYPE: &str = "application/health+json";
 
 /// A verdict's or a component's status, worst last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 pub enum Status {
     /// Everything works.
     #[serde(rename = "OK")]
@@ -67,7 +68,7 @@ impl From<Level> for Status {
 }
 
 /// A component in the `services` map.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceEntry {
     /// The component's status.
@@ -83,7 +84,7 @@ pub struct ServiceEntry {
 }
 
 /// One measurement in the `checks` map (health+json).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckEntry {
     /// health+json component type (`datastore`, `system`, …).
@@ -102,7 +103,7 @@ pub struct CheckEntry {
 }
 
 /// The whole verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Verdict {
     /// The worst status of the components (an optional one counts as `WARN`
     /// at worst).
@@ -119,7 +120,7 @@ pub struct Verdict {
 }
 
 /// What anonymous callers of the gateway's `/health` see.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Summary<'a> {
     /// The verdict's status.
     pub status: Status,

@@ -21,7 +21,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use chatbot_common::upstream::Upstream;
-use chatbot_common::verdict::{MEDIA_TYPE, Verdict};
+use chatbot_common::verdict::{MEDIA_TYPE, Summary, Verdict};
 
 use crate::routes::State;
 
@@ -146,7 +146,15 @@ fn unreachable(reason: &str) -> Answer {
     }
 }
 
-/// `GET /health`.
+/// The aggregate health verdict (cached by the health aggregator).
+///
+/// With `gateway.health_details` the body is the whole verdict (`services`
+/// and `checks` too); otherwise status, time and version only.
+#[utoipa::path(get, path = "/health", responses(
+    (status = 200, description = "OK or WARN", body = Summary, content_type = "application/health+json"),
+    (status = 503, description = "ERROR, or the aggregator is unreachable", body = Summary,
+        content_type = "application/health+json")
+))]
 pub async fn health(state: web::Data<State>) -> HttpResponse {
     let answer = state.health.answer().await;
     let mut response = HttpResponse::build(answer.status);

@@ -6,7 +6,6 @@
 //! the answer, streams included. Start with [`routes`].
 
 pub mod health;
-pub mod openapi;
 pub mod overhead;
 pub mod routes;
 
@@ -38,6 +37,6 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     ServiceBuilder::new("gateway", &gw.server)
         .readiness("chat", Endpoint::new(state.chat.clone(), "/livez"))
         .readiness("session", Endpoint::new(state.session.clone(), "/livez"))
-        .openapi(openapi::document(settings.chat.max_message_chars))
+        .openapi(routes::document(settings.chat.max_message_chars))
         .bind(move |cfg| routes::configure(cfg, state.clone()))
 }

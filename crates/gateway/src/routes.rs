@@ -12,12 +12,34 @@
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chatbot_common::api::{ChatRequest, parse_session_id};
+use chatbot_common::api::{ChatRequest, ChatResponse, SessionView, parse_session_id};
 use chatbot_common::body::read_json;
 use chatbot_common::error::ApiError;
+use chatbot_common::openapi::{
+    ChatFailures, SessionFailures, SessionId, StreamEvent, limit_message_length,
+};
 use chatbot_common::server::resource;
 use chatbot_common::upstream::Upstream;
 use reqwest::Method;
+
+/// The public API, as `/openapi.json` describes it.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "chatbot gateway",
+        description = "The public API of the chatbot service. Errors are \
+            `{\"error\": {\"code\", \"message\"}}` with stable codes."
+    ),
+    paths(chat, get_session, delete_session, crate::health::health)
+)]
+struct PublicApi;
+
+/// The document served at `/openapi.json`, with the configured message limit.
+pub fn document(max_message_chars: usize) -> utoipa::openapi::OpenApi {
+    let mut document = <PublicApi as utoipa::OpenApi>::openapi();
+    limit_message_length(&mut document, max_message_chars);
+    document
+}
 
 /// Shared state of the routes.
 pub struct State {
@@ -49,7 +71,25 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: std::sync::Arc<State>) {
         );
 }
 
-async fn chat(
+/// Send a message and get the LLM's reply.
+///
+/// With `stream: true` the answer is `text/event-stream`: `token` events
+/// (`{"content"}`), then one `done` event carrying the ChatResponse; an LLM
+/// failure after the first token ends the stream with an `error` event
+/// carrying the error body.
+#[utoipa::path(post, path = "/api/chat", operation_id = "chat", request_body = ChatRequest,
+    responses(
+        (status = 200, description = "the reply", content(
+            (ChatResponse = "application/json"),
+            (StreamEvent = "text/event-stream")
+        ), links(
+            ("GetSession" = (operation_id = "getSession", parameters(("id" = "$response.body#/session_id")))),
+            ("DeleteSession" = (operation_id = "deleteSession", parameters(("id" = "$response.body#/session_id"))))
+        )),
+        ChatFailures
+    )
+)]
+pub(crate) async fn chat(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<State>,
@@ -84,14 +124,22 @@ async fn session_call(
     Ok(relayed.into_response())
 }
 
-async fn get_session(
+/// A session with its turns, oldest first.
+#[utoipa::path(get, path = "/api/sessions/{id}", operation_id = "getSession", params(SessionId),
+    responses((status = 200, description = "the session", body = SessionView), SessionFailures)
+)]
+pub(crate) async fn get_session(
     id: web::Path<String>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     session_call(&state, Method::GET, &id).await
 }
 
-async fn delete_session(
+/// Delete a session and its context.
+#[utoipa::path(delete, path = "/api/sessions/{id}", operation_id = "deleteSession", params(SessionId),
+    responses((status = 204, description = "deleted"), SessionFailures)
+)]
+pub(crate) async fn delete_session(
     id: web::Path<String>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {

@@ -21,8 +21,7 @@ use chatbot_common::config::Settings;
 use chatbot_common::server::{RunningService, ServiceBuilder, resource};
 use chatbot_common::telemetry;
 use chatbot_common::upstream::{Upstream, http_client};
-use chatbot_common::verdict::{MEDIA_TYPE, Status};
-use serde_json::json;
+use chatbot_common::verdict::{MEDIA_TYPE, Status, Verdict};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -55,7 +54,7 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
             .collect(),
     });
     let service = ServiceBuilder::new("health-aggregator", &agg.server)
-        .openapi(document())
+        .openapi(<AggregatorApi as utoipa::OpenApi>::openapi())
         .tasks(tasks)
         .bind(move |cfg| {
             cfg.app_data(state.clone())
@@ -130,9 +129,12 @@ struct State {
     services: Vec<(String, Upstream)>,
 }
 
-/// `GET /metrics/all`: every service's metrics and the aggregator's own, each
-/// sample labelled `service`, in one exposition. A service that cannot be
-/// scraped is left out and counted in `chatbot_federation_scrape_up`.
+/// Every service's metrics and the aggregator's own, each sample labelled
+/// `service`, in one exposition. A service that cannot be scraped is left out
+/// and counted in `chatbot_federation_scrape_up`.
+#[utoipa::path(get, path = "/metrics/all", responses(
+    (status = 200, description = "metrics in the Prometheus text format", body = String)
+))]
 async fn all_metrics(state: web::Data<State>) -> HttpResponse {
     let gathered = scrape_all(state.services.clone()).await;
     HttpResponse::Ok()
@@ -174,6 +176,11 @@ async fn scrape_all(services: Vec<(String, Upstream)>) -> String {
     merged.text
 }
 
+/// The cached verdict (never triggers a check).
+#[utoipa::path(get, path = "/health", responses(
+    (status = 200, description = "OK or WARN", body = Verdict, content_type = "application/health+json"),
+    (status = 503, description = "ERROR", body = Verdict, content_type = "application/health+json")
+))]
 async fn health(state: web::Data<State>) -> HttpResponse {
     let verdict = state.poller.verdict();
     let mut response = if verdict.status == Status::Error {
@@ -187,17 +194,13 @@ async fn health(state: web::Data<State>) -> HttpResponse {
         .json(verdict)
 }
 
-fn document() -> serde_json::Value {
-    use chatbot_common::openapi::document;
-    let verdict = json!({"type": "object", "required": ["status", "timestamp", "version", "services", "checks"]});
-    let answer = |description: &str| json!({"description": description, "content": {MEDIA_TYPE: {"schema": verdict.clone()}}});
-    document(
-        "chatbot health aggregator",
-        "One cached health verdict over every dependency and service.",
-        json!({"/health": {"get": {
-            "summary": "The cached verdict (never triggers a check).",
-            "responses": {"200": answer("OK or WARN"), "503": answer("ERROR")}
-        }}}),
-        json!({}),
-    )
-}
+/// The aggregator's API, as `/openapi.json` describes it.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "chatbot health aggregator",
+        description = "One cached health verdict over every dependency and service."
+    ),
+    paths(health, all_metrics)
+)]
+struct AggregatorApi;

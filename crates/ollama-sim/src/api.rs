@@ -70,37 +70,32 @@ pub fn routes(cfg: &mut web::ServiceConfig, sim: Sim) {
         .service(resource("/_sim/requests", "GET").route(web::get().to(recent_requests)));
 }
 
-/// The minimal OpenAPI document served at `/openapi.json`.
-pub fn openapi() -> Value {
-    let op =
-        |summary: &str| json!({"summary": summary, "responses": {"200": {"description": "OK"}}});
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "ollama-sim",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "A deterministic stand-in for the Ollama HTTP API. See the ollama-sim crate documentation for the reply rule and the fault settings."
-        },
-        "paths": {
-            "/": {"get": op("Liveness text `Ollama is running`")},
-            "/api/version": {"get": op("Ollama version")},
-            "/api/tags": {"get": op("Configured models")},
-            "/api/ps": {"get": op("Models used recently (loaded)")},
-            "/api/show": {"post": op("Model details")},
-            "/api/chat": {"post": op("Chat completion, NDJSON stream unless `stream: false`")},
-            "/api/generate": {"post": op("Completion, NDJSON stream unless `stream: false`")},
-            "/_sim/config": {
-                "get": op("Current simulator settings"),
-                "put": op("Merge settings into the current ones")
-            },
-            "/_sim/stats": {
-                "get": op("Request and generation counters"),
-                "delete": op("Reset the counters")
-            },
-            "/_sim/requests": {"get": op("The last chat and generate request bodies")}
-        }
-    })
-}
+/// The minimal OpenAPI document served at `/openapi.json`: the routes, not
+/// Ollama's schemas (the simulator is a stand-in; Ollama's own docs define
+/// the wire format).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "ollama-sim",
+        description = "A deterministic stand-in for the Ollama HTTP API. See the ollama-sim crate \
+            documentation for the reply rule and the fault settings."
+    ),
+    paths(
+        root,
+        version,
+        tags,
+        ps,
+        show,
+        chat,
+        generate,
+        get_config,
+        put_config,
+        get_stats,
+        reset_stats,
+        recent_requests
+    )
+)]
+pub struct SimApi;
 
 // ---------------------------------------------------------------- wire types
 
@@ -338,6 +333,8 @@ fn wants_json(format: Option<&Value>) -> bool {
 
 // ----------------------------------------------------------- simple routes
 
+/// Liveness text `Ollama is running`.
+#[utoipa::path(get, path = "/", responses((status = 200, description = "OK")))]
 async fn root(sim: web::Data<Sim>) -> HttpResponse {
     count(&sim, |r| &mut r.root);
     HttpResponse::Ok()
@@ -345,11 +342,15 @@ async fn root(sim: web::Data<Sim>) -> HttpResponse {
         .body("Ollama is running")
 }
 
+/// Ollama version.
+#[utoipa::path(get, path = "/api/version", responses((status = 200, description = "OK")))]
 async fn version(sim: web::Data<Sim>) -> HttpResponse {
     count(&sim, |r| &mut r.version);
     HttpResponse::Ok().json(json!({"version": OLLAMA_VERSION}))
 }
 
+/// Configured models.
+#[utoipa::path(get, path = "/api/tags", responses((status = 200, description = "OK")))]
 async fn tags(sim: web::Data<Sim>) -> HttpResponse {
     count(&sim, |r| &mut r.tags);
     let modified_at = timestamp(models::modified_at());
@@ -372,6 +373,8 @@ async fn tags(sim: web::Data<Sim>) -> HttpResponse {
     HttpResponse::Ok().json(ModelList { models: list })
 }
 
+/// Models used recently (loaded).
+#[utoipa::path(get, path = "/api/ps", responses((status = 200, description = "OK")))]
 async fn ps(sim: web::Data<Sim>) -> HttpResponse {
     count(&sim, |r| &mut r.ps);
     let list: Vec<PsModel> = sim
@@ -394,6 +397,8 @@ async fn ps(sim: web::Data<Sim>) -> HttpResponse {
     HttpResponse::Ok().json(ModelList { models: list })
 }
 
+/// Model details.
+#[utoipa::path(post, path = "/api/show", responses((status = 200, description = "OK")))]
 async fn show(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
     count(&sim, |r| &mut r.show);
     let req: ShowRequest = match read_json(payload).await.and_then(typed) {
@@ -428,10 +433,14 @@ async fn show(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
 
 // ------------------------------------------------------------ control routes
 
+/// Current simulator settings.
+#[utoipa::path(get, path = "/_sim/config", responses((status = 200, description = "OK")))]
 async fn get_config(sim: web::Data<Sim>) -> HttpResponse {
     HttpResponse::Ok().json(sim.config())
 }
 
+/// Merge settings into the current ones.
+#[utoipa::path(put, path = "/_sim/config", responses((status = 200, description = "OK")))]
 async fn put_config(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
     let patch = match read_json(payload).await {
         Ok(patch) => patch,
@@ -450,15 +459,21 @@ async fn put_config(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse 
     }
 }
 
+/// Request and generation counters.
+#[utoipa::path(get, path = "/_sim/stats", responses((status = 200, description = "OK")))]
 async fn get_stats(sim: web::Data<Sim>) -> HttpResponse {
     HttpResponse::Ok().json(sim.stats())
 }
 
+/// Reset the counters.
+#[utoipa::path(delete, path = "/_sim/stats", responses((status = 200, description = "OK")))]
 async fn reset_stats(sim: web::Data<Sim>) -> HttpResponse {
     sim.reset_stats();
     HttpResponse::Ok().json(sim.stats())
 }
 
+/// The last chat and generate request bodies.
+#[utoipa::path(get, path = "/_sim/requests", responses((status = 200, description = "OK")))]
 async fn recent_requests(sim: web::Data<Sim>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"requests": sim.recent_requests()}))
 }
@@ -782,6 +797,8 @@ fn accept_generate(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
     })
 }
 
+/// Chat completion, NDJSON stream unless `stream: false`.
+#[utoipa::path(post, path = "/api/chat", responses((status = 200, description = "OK")))]
 async fn chat(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
     let started = Instant::now();
     count(&sim, |r| &mut r.chat);
@@ -796,6 +813,8 @@ async fn chat(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
     }
 }
 
+/// Completion, NDJSON stream unless `stream: false`.
+#[utoipa::path(post, path = "/api/generate", responses((status = 200, description = "OK")))]
 async fn generate(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
     let started = Instant::now();
     count(&sim, |r| &mut r.generate);

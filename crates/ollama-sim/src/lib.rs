@@ -162,7 +162,7 @@ pub fn build(config: SimConfig, listen: &ServerSettings) -> io::Result<RunningSe
 /// change it while it runs.
 pub fn build_with(sim: Sim, listen: &ServerSettings) -> io::Result<RunningService> {
     ServiceBuilder::new(SERVICE_NAME, listen)
-        .openapi(api::openapi())
+        .openapi(<api::SimApi as utoipa::OpenApi>::openapi())
         .bind(move |cfg| api::routes(cfg, sim.clone()))
 }
 

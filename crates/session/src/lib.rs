@@ -6,7 +6,6 @@
 //! with [`routes`] for the API.
 
 pub mod metrics;
-pub mod openapi;
 pub mod routes;
 
 use std::sync::Arc;
@@ -40,7 +39,7 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     let state = routes::State { store };
     ServiceBuilder::new("session", &settings.session.server)
         .readiness("redis", ready)
-        .openapi(openapi::document())
+        .openapi(<routes::InternalApi as utoipa::OpenApi>::openapi())
         .tasks(tasks)
         .bind(move |cfg| routes::configure(cfg, state.clone()))
         .map(|service| service.on_stop(stop))

@@ -13,12 +13,25 @@
 use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
-use chatbot_common::api::parse_session_id;
-use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
+use chatbot_common::api::{SessionView, parse_session_id};
+use chatbot_common::error::{ApiError, ErrorBody, ErrorChain, ErrorCode};
+use chatbot_common::openapi::{SessionFailures, SessionId};
 use chatbot_common::server::resource;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use session_store::{SessionStore, StoreError};
+
+/// The internal API, as `/openapi.json` describes it.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "chatbot session service",
+        description = "Conversation context in Redis (internal API)."
+    ),
+    paths(get, delete, stats)
+)]
+pub struct InternalApi;
 
 /// The store.
 #[derive(Clone)]
@@ -66,7 +79,11 @@ fn not_found(id: Uuid) -> ApiError {
     )
 }
 
-async fn get(id: web::Path<String>, store: Store) -> Result<HttpResponse, ApiError> {
+/// A session with its turns, oldest first.
+#[utoipa::path(get, path = "/sessions/{id}", params(SessionId),
+    responses((status = 200, description = "the session", body = SessionView), SessionFailures)
+)]
+pub(crate) async fn get(id: web::Path<String>, store: Store) -> Result<HttpResponse, ApiError> {
     let id = parse_session_id(&id)?;
     match store.with_store(|s| async move { s.get(id).await }).await? {
         Some(session) => Ok(HttpResponse::Ok().json(session)),
@@ -74,7 +91,11 @@ async fn get(id: web::Path<String>, store: Store) -> Result<HttpResponse, ApiErr
     }
 }
 
-async fn delete(id: web::Path<String>, store: Store) -> Result<HttpResponse, ApiError> {
+/// Delete a session.
+#[utoipa::path(delete, path = "/sessions/{id}", params(SessionId),
+    responses((status = 204, description = "deleted"), SessionFailures)
+)]
+pub(crate) async fn delete(id: web::Path<String>, store: Store) -> Result<HttpResponse, ApiError> {
     let id = parse_session_id(&id)?;
     if store
         .with_store(|s| async move { s.delete(id).await })
@@ -86,9 +107,21 @@ async fn delete(id: web::Path<String>, store: Store) -> Result<HttpResponse, Api
     }
 }
 
-async fn stats(store: Store) -> Result<HttpResponse, ApiError> {
-    let active = store
+/// Active sessions (one `ZCOUNT`).
+#[derive(serde::Serialize, ToSchema)]
+struct Stats {
+    /// Sessions that have not expired.
+    active_sessions: u64,
+}
+
+/// Active sessions.
+#[utoipa::path(get, path = "/stats", responses(
+    (status = 200, description = "counts", body = Stats),
+    (status = 503, description = "the session store is unavailable", body = ErrorBody)
+))]
+pub(crate) async fn stats(store: Store) -> Result<HttpResponse, ApiError> {
+    let active_sessions = store
         .with_store(|s| async move { s.count_active().await })
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({"active_sessions": active})))
+    Ok(HttpResponse::Ok().json(Stats { active_sessions }))
 }

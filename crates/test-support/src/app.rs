@@ -2,7 +2,8 @@
 //!
 //! [`settings`] gives a configuration where every listener binds port 0 on
 //! 127.0.0.1 with one worker, [`settings_on_redis`] the same with a Redis
-//! and a key prefix of their own; [`serve`] runs a built service on the test's
+//! and a key prefix of their own, [`backed_settings`] adds a fresh database and
+//! an Ollama simulator; [`serve`] runs a built service on the test's
 //! runtime and returns its base URL.
 
 use chatbot_common::config::Settings;
@@ -33,6 +34,18 @@ pub fn settings_on_redis(url: &str) -> Settings {
     s.redis.url = url.into();
     s.session.key_prefix = crate::fresh_prefix();
     s
+}
+
+/// What a service under test stands on: [`settings_on_redis`] with a fresh
+/// database, and an Ollama simulator the settings point at.
+pub async fn backed_settings(redis_url: &str) -> (Settings, ollama_sim::SimServer) {
+    let sim = ollama_sim::spawn(ollama_sim::SimConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("the Ollama simulator did not start: {e}"));
+    let mut s = settings_on_redis(redis_url);
+    s.database.url = fresh_database_url().await.as_str().into();
+    s.ollama.url = sim.url();
+    (s, sim)
 }
 
 /// User turns with `texts` as their contents, stamped now.

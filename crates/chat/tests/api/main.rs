@@ -8,10 +8,10 @@ mod failures;
 mod reports;
 
 use chatbot_common::config::Settings;
-use ollama_sim::{SimConfig, SimServer};
+use ollama_sim::SimServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_support::app::{connect, fresh_database_url, send_json, serve, settings_on_redis};
+use test_support::app::{backed_settings, connect, send_json, serve};
 use test_support::shared_redis;
 
 /// One chat service with its own database, key prefix and simulator.
@@ -31,11 +31,7 @@ impl Stack {
     /// Starts with the defaults, then `tweak` (which may point chat at other
     /// dependencies).
     pub(crate) async fn start_with(tweak: impl FnOnce(&mut Settings)) -> Self {
-        let sim = ollama_sim::spawn(SimConfig::default()).await.unwrap();
-        let db_url = fresh_database_url().await;
-        let mut s = settings_on_redis(&shared_redis().url());
-        s.database.url = db_url.as_str().into();
-        s.ollama.url = sim.url();
+        let (mut s, sim) = backed_settings(&shared_redis().url()).await;
         s.chat.timeouts.first_token_ms = 2_000;
         s.chat.timeouts.total_ms = 5_000;
         let session = serve(session::build(&s).unwrap());

@@ -9,7 +9,7 @@ mod health;
 use chatbot_common::config::Settings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_support::app::{fresh_database_url, parse_sse, send_json, serve, settings_on_redis};
+use test_support::app::{backed_settings, parse_sse, send_json, serve};
 use test_support::shared_redis;
 
 struct Gateway {
@@ -21,12 +21,7 @@ struct Gateway {
 impl Gateway {
     /// The whole path behind a gateway; `tweak` adjusts the gateway's settings.
     async fn start(tweak: impl FnOnce(&mut Settings)) -> Self {
-        let sim = ollama_sim::spawn(ollama_sim::SimConfig::default())
-            .await
-            .unwrap();
-        let mut s = settings_on_redis(&shared_redis().url());
-        s.database.url = fresh_database_url().await.as_str().into();
-        s.ollama.url = sim.url();
+        let (mut s, sim) = backed_settings(&shared_redis().url()).await;
         let session = serve(session::build(&s).unwrap());
         s.gateway.session_url = session;
         s.gateway.chat_url = serve(chat::build(&s).await.unwrap());

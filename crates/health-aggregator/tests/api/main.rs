@@ -8,7 +8,7 @@ use std::time::Duration;
 use chatbot_common::config::Settings;
 use reqwest::StatusCode;
 use serde_json::Value;
-use test_support::app::{fresh_database_url, send_json, serve, settings_on_redis};
+use test_support::app::{backed_settings, send_json, serve};
 use test_support::{N8nStandIn, TestRedis};
 
 struct Env {
@@ -25,13 +25,8 @@ impl Env {
     async fn start(interval_secs: u64, tweak: impl FnOnce(&mut Settings)) -> Self {
         let redis = TestRedis::start();
         let n8n = N8nStandIn::start().await;
-        let sim = ollama_sim::spawn(ollama_sim::SimConfig::default())
-            .await
-            .unwrap();
-        let mut s = settings_on_redis(&redis.url());
+        let (mut s, sim) = backed_settings(&redis.url()).await;
         s.redis.timeout_ms = 300;
-        s.database.url = fresh_database_url().await.as_str().into();
-        s.ollama.url = sim.url();
         s.n8n.health_url = n8n.health_url();
         s.aggregator.interval_secs = interval_secs;
         s.aggregator.timeout_secs = 2;
