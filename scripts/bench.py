@@ -64,6 +64,8 @@ def run(cmd, **kw):
 class Stack:
     """The stack's processes, started on free ports in a temporary directory."""
 
+    api_key = None
+
     def __init__(self, profile, extra_env=()):
         self.extra_env = dict(kv.split("=", 1) for kv in extra_env)
         self.bin = ROOT / "target" / profile
@@ -83,11 +85,24 @@ class Stack:
         wait_http(self.url("sim") + "/api/version")
         env = self._service_env()
         for name in SERVICES:
+            if name == "gateway":
+                self.api_key = self._api_key(env)
             self._spawn(name, [str(self.bin / name)], env)
             wait_http(self.url(name) + "/livez")
         for name in SERVICES:
             wait_http(self.url(name) + "/readyz")
         wait_http(self.url("gateway") + "/health")
+
+    def _api_key(self, env):
+        """An API key for the load (auth and limits stay on, as deployed),
+        with a limit no run reaches; None for builds without keys."""
+        ops = self.bin / "chatbot-ops"
+        made = subprocess.run([str(ops), "keys", "create", "--name", "bench", "--rpm", "2000000000",
+                               "--json"], env={**os.environ, **env}, capture_output=True, text=True)
+        if made.returncode != 0:
+            print(f"bench: no API key ({made.stderr.strip()[:120]}); running without one")
+            return None
+        return json.loads(made.stdout)["key"]
 
     def _postgres(self):
         bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
@@ -158,6 +173,9 @@ class Stack:
 WARMUP = {"seconds": 3}
 
 
+AUTH = {"header": None}
+
+
 def oha(url, rate, seconds, body=None, connections=64, warmup=True):
     """One constant-rate run, after a discarded warm-up at the same rate (so
     pools and connections are open, as in a service that has been running);
@@ -169,6 +187,8 @@ def oha(url, rate, seconds, body=None, connections=64, warmup=True):
            "-z", f"{seconds}s", "-q", str(rate), "-c", str(connections), url]
     if body is not None:
         cmd += ["-m", "POST", "-H", "Content-Type: application/json", "-d", json.dumps(body)]
+    if AUTH["header"]:  # to the simulator too: the same request bytes on both sides
+        cmd += ["-H", AUTH["header"]]
     out = json.loads(run(cmd).stdout)
     pct = out.get("latencyPercentiles", {})
     first = out.get("firstBytePercentiles", {})
@@ -343,6 +363,8 @@ def main():
     try:
         print("bench: starting the stack", flush=True)
         stack.start()
+        if stack.api_key:
+            AUTH["header"] = f"Authorization: Bearer {stack.api_key}"
         print(f"bench: measuring at {args.rate}/s for {args.seconds} s a run", flush=True)
         results = measure(stack, args)
     finally:

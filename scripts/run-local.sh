@@ -136,7 +136,7 @@ choose_llm() {
 }
 
 start_services() {
-  local common=(
+  COMMON=(
     CHATBOT_CONFIG_DIR="$ROOT/config"
     CHATBOT__LOG__DIR="$STATE/logs"
     CHATBOT__GATEWAY__AGGREGATOR_URL="http://127.0.0.1:$AGGREGATOR_PORT"
@@ -159,7 +159,7 @@ start_services() {
       fail "port ${ports[$name]} for $name is taken; stop what uses it or set its CHATBOT_*_PORT"
     fi
     say "Starting $name on 127.0.0.1:${ports[$name]}"
-    launch "$name" "${common[@]}"
+    launch "$name" "${COMMON[@]}"
     wait_ready "$name" "${ports[$name]}"
   done
 }
@@ -209,17 +209,34 @@ start_monitoring() {
     --storage.tsdb.path="$STATE/prometheus/data" --web.listen-address="127.0.0.1:$PROM_PORT"
 }
 
+# The demo's API key: made once with chatbot-ops (keys are shown only when
+# made), kept in $STATE/demo-api-key (mode 600) for the next runs.
+demo_key() {
+  local gw=$1 file="$STATE/demo-api-key"
+  local probe="$gw/api/sessions/00000000-0000-0000-0000-000000000000"
+  accepted() { [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$file")" "$probe")" != 401 ]; }
+  if [ -s "$file" ] && accepted; then return; fi
+  say "Making the demo API key (chatbot-ops keys create --name demo)"
+  env "${COMMON[@]}" "$ROOT/target/$PROFILE/chatbot-ops" keys revoke demo >/dev/null 2>&1 || true
+  (umask 077; env "${COMMON[@]}" "$ROOT/target/$PROFILE/chatbot-ops" keys create --name demo --json | jq -r .key >"$file")
+  for _ in $(seq 50); do accepted && return; sleep 0.2; done
+  fail "the gateway does not accept the new key; see $STATE/logs/gateway.error.log"
+}
+
 demo() {
   local gw="http://127.0.0.1:$GATEWAY_PORT"
-  say "A chat through the gateway: POST $gw/api/chat"
+  demo_key "$gw"
+  local key; key=$(cat "$STATE/demo-api-key")
+  local auth=(-H "Authorization: Bearer $key")
+  say "A chat through the gateway: POST $gw/api/chat (with the demo API key)"
   local first
-  first=$(curl -sS -X POST "$gw/api/chat" -H 'Content-Type: application/json' \
+  first=$(curl -sS -X POST "$gw/api/chat" "${auth[@]}" -H 'Content-Type: application/json' \
     -d '{"user_id": "demo-user", "message": "Hello! My name is Ada. How do I reset my password?"}')
   echo "$first" | jq .
   local sid; sid=$(echo "$first" | jq -r .session_id)
   [ "$sid" != "null" ] || fail "the chat failed: $first"
   say "A second message in the same session (its context holds the first)"
-  curl -sS -X POST "$gw/api/chat" -H 'Content-Type: application/json' \
+  curl -sS -X POST "$gw/api/chat" "${auth[@]}" -H 'Content-Type: application/json' \
     -d "{\"user_id\": \"demo-user\", \"message\": \"What is my name?\", \"session_id\": \"$sid\"}" | jq .
   say "The stored exchanges in PostgreSQL"
   "$(pg_bin)/psql" -h 127.0.0.1 -p "$PG_PORT" -U chatbot -d chatbot -c \
@@ -232,7 +249,11 @@ demo() {
   curl -s "$gw/health" | jq -c '{status, services: (.services | map_values(.status))}'
   say "The stack is running"
   cat <<EOT
-  gateway      $gw  (try: curl -s $gw/api/sessions/$sid | jq .)
+  API key      $key  (demo; also in $STATE/demo-api-key)
+  gateway      $gw  (try: curl -s -H "Authorization: Bearer \$(cat $STATE/demo-api-key)" $gw/api/sessions/$sid | jq .)
+               chat:  curl -s $gw/api/chat -H "Authorization: Bearer \$(cat $STATE/demo-api-key)" \\
+                        -H 'Content-Type: application/json' -d '{"user_id": "me", "message": "Hello"}'
+  keys         target/$PROFILE/chatbot-ops keys list|create --name NAME|revoke NAME  (with the environment above)
   health       $gw/health  (the aggregator's verdict; also http://127.0.0.1:$AGGREGATOR_PORT/health)
   metrics      $gw/metrics  (every service has /metrics; all of them: http://127.0.0.1:$AGGREGATOR_PORT/metrics/all)
   prometheus   http://127.0.0.1:$PROM_PORT  (rules from alerts/; alerts at http://127.0.0.1:$AM_PORT)

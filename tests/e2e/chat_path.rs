@@ -158,7 +158,7 @@ async fn chat_migrate_applies_the_schema_once() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert!(String::from_utf8_lossy(&first.stdout).contains("\"applied\":\"[1]\""));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("\"applied\":\"[1, 2]\""));
     let second = migrate();
     assert!(second.status.success());
     assert!(
@@ -170,11 +170,14 @@ async fn chat_migrate_applies_the_schema_once() {
         .query("SELECT version FROM schema_migrations", &[])
         .await
         .unwrap();
-    assert_eq!(versions.len(), 1);
+    assert_eq!(versions.len(), 2);
     db.query(
-        "SELECT id, timestamp, user_id, response_time, urgency, error FROM messages",
+        "SELECT id, timestamp, user_id, response_time, urgency, error, api_key_id FROM messages",
         &[],
     )
     .await
     .unwrap();
+    db.query("SELECT id, name, digest, revoked_at FROM api_keys", &[])
+        .await
+        .unwrap();
 }

@@ -49,6 +49,8 @@ struct Compose {
     gateway: String,
     prometheus: String,
     http: reqwest::Client,
+    /// The API key made in the running stack ([`Compose::authorize`]).
+    key: std::sync::OnceLock<String>,
     _secrets: tempfile::TempDir,
 }
 
@@ -79,7 +81,52 @@ impl Compose {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            key: std::sync::OnceLock::new(),
             _secrets: secrets,
+        }
+    }
+
+    /// Makes an API key with the image's chatbot-ops, as the deployment
+    /// guide says, and waits until the gateway has loaded it.
+    async fn authorize(&self) {
+        let created = self.run(&[
+            "exec",
+            "-T",
+            "health-aggregator",
+            "chatbot-ops",
+            "keys",
+            "create",
+            "--name",
+            "compose",
+            "--json",
+        ]);
+        let created: Value = serde_json::from_str(&created).unwrap();
+        let key = created["key"].as_str().unwrap().to_owned();
+        test_support::poll::until(
+            "the gateway to load the key",
+            Duration::from_secs(15),
+            || {
+                let probe = self
+                    .api(
+                        reqwest::Method::GET,
+                        &format!("/api/sessions/{}", uuid::Uuid::nil()),
+                    )
+                    .bearer_auth(&key);
+                async move {
+                    (probe.send().await.ok()?.status() != StatusCode::UNAUTHORIZED).then_some(())
+                }
+            },
+        )
+        .await;
+        self.key.set(key).unwrap();
+    }
+
+    /// A request to the gateway's public API, with the key once there is one.
+    fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.gateway));
+        match self.key.get() {
+            Some(key) => request.bearer_auth(key),
+            None => request,
         }
     }
 
@@ -117,12 +164,7 @@ impl Compose {
     }
 
     async fn chat(&self, body: Value) -> (StatusCode, Value) {
-        send_json(
-            self.http
-                .post(format!("{}/api/chat", self.gateway))
-                .json(&body),
-        )
-        .await
+        send_json(self.api(reqwest::Method::POST, "/api/chat").json(&body)).await
     }
 
     /// The verdict's status and the components that do not pass.
@@ -285,6 +327,7 @@ async fn prometheus_targets(compose: &Compose) -> Vec<(String, String)> {
 async fn the_compose_stack_serves_survives_outages_and_keeps_its_data() {
     let compose = Compose::new();
     compose.up();
+    compose.authorize().await;
 
     // Two chats through the published port; the second carries the first.
     let (status, first) = compose
@@ -383,12 +426,8 @@ async fn the_compose_stack_serves_survives_outages_and_keeps_its_data() {
     compose.run(&["down", "--timeout", "30"]);
     compose.up();
     assert_eq!(compose.sql("SELECT count(*) FROM messages"), total);
-    let (status, kept) = send_json(
-        compose
-            .http
-            .get(format!("{}/api/sessions/{session}", compose.gateway)),
-    )
-    .await;
+    let (status, kept) =
+        send_json(compose.api(reqwest::Method::GET, &format!("/api/sessions/{session}"))).await;
     assert_eq!(status, StatusCode::OK, "the session survived: {kept}");
 
     compose.run(&["down", "-v", "--timeout", "30"]);

@@ -50,7 +50,36 @@ pub(crate) struct Stack {
     pub(crate) gateway: ServiceProcess,
     pub(crate) aggregator: ServiceProcess,
     pub(crate) db_url: String,
+    /// Sends the stack's API key with every request.
     pub(crate) http: reqwest::Client,
+    /// The API key the stack's client uses (made with `chatbot-ops keys create`).
+    pub(crate) api_key: String,
+}
+
+/// Makes an API key with `chatbot-ops keys create` (a limit no test reaches).
+fn create_api_key(db_url: &str) -> String {
+    let output = std::process::Command::new(test_support::process::binary_path("chatbot-ops"))
+        .args([
+            "keys", "create", "--name", "e2e", "--rpm", "1000000", "--json",
+        ])
+        .envs(env(&[("CHATBOT__DATABASE__URL", db_url.to_owned())]))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let created: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    created["key"].as_str().unwrap().to_owned()
+}
+
+/// A client that sends `Authorization: Bearer <api_key>` with every request.
+pub(crate) fn authorized_client(api_key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {api_key}")).unwrap();
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 impl Stack {
@@ -104,6 +133,9 @@ impl Stack {
             ]),
         )
         .await;
+        // chat has applied the migrations: the test's API key, made as an
+        // operator makes one, is in place before the gateway loads the keys.
+        let api_key = create_api_key(&db_url);
         // The gateway relays the aggregator's verdict and the aggregator
         // polls the gateway: the aggregator's port is chosen first.
         let aggregator_port = test_support::free_port();
@@ -111,6 +143,9 @@ impl Stack {
             "gateway",
             &env(&[
                 ("CHATBOT__GATEWAY__SERVER__PORT", "0".into()),
+                ("CHATBOT__DATABASE__URL", db_url.clone()),
+                ("CHATBOT__REDIS__URL", redis_url.to_owned()),
+                ("CHATBOT__SESSION__KEY_PREFIX", prefix.clone()),
                 ("CHATBOT__GATEWAY__CHAT_URL", chat.base_url()),
                 ("CHATBOT__GATEWAY__SESSION_URL", session.base_url()),
                 (
@@ -144,7 +179,8 @@ impl Stack {
             gateway,
             aggregator,
             db_url,
-            http: reqwest::Client::new(),
+            http: authorized_client(&api_key),
+            api_key,
         }
     }
 

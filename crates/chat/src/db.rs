@@ -23,11 +23,18 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "create messages",
-    include_str!("../migrations/0001_messages.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "create messages",
+        include_str!("../migrations/0001_messages.sql"),
+    ),
+    (
+        2,
+        "api keys",
+        include_str!("../migrations/0002_api_keys.sql"),
+    ),
+];
 
 /// Arbitrary constant naming the advisory lock that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x0063_6861_7462_6f74;

@@ -58,6 +58,10 @@ pub struct Settings {
     pub n8n: N8nSettings,
     /// The operations tool, `chatbot-ops`.
     pub ops: OpsSettings,
+    /// API keys on the gateway's public API.
+    pub auth: AuthSettings,
+    /// Default per-key limits.
+    pub limits: LimitSettings,
 }
 
 /// A failure to load the configuration; its message is one line naming the
@@ -457,6 +461,26 @@ pub struct SessionSettings {
     pub max_turns: usize,
     /// Prefix of every Redis key, so several deployments can share a server.
     pub key_prefix: String,
+}
+
+/// API keys on the gateway's public API (the `access` crate).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Require `Authorization: Bearer <key>` on the public API. Off is for
+    /// closed networks only, and logged at start-up as a warning.
+    pub enabled: bool,
+    /// How often the gateway reloads the keys, in seconds: a key made or
+    /// revoked takes effect within this period.
+    pub refresh_secs: u64,
+}
+
+/// Per-key limits, for keys that do not set their own.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Requests a minute (GCRA: this many at once, then evenly spread).
+    pub requests_per_minute: u32,
 }
 
 /// The health aggregator.

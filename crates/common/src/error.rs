@@ -19,6 +19,10 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// A field is missing, has the wrong type or an invalid value (422).
     InvalidRequest,
+    /// No API key, a malformed one, or one that is unknown or revoked (401).
+    Unauthorized,
+    /// The API key's request rate is over its limit (429).
+    RateLimited,
     /// The session does not exist or has expired (404).
     SessionNotFound,
     /// No such route (404).
@@ -46,6 +50,8 @@ impl ErrorCode {
             Self::MalformedJson => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::InvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::SessionNotFound | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::LlmError => StatusCode::BAD_GATEWAY,
@@ -61,6 +67,8 @@ impl ErrorCode {
             Self::MalformedJson => "malformed_json",
             Self::PayloadTooLarge => "payload_too_large",
             Self::InvalidRequest => "invalid_request",
+            Self::Unauthorized => "unauthorized",
+            Self::RateLimited => "rate_limited",
             Self::SessionNotFound => "session_not_found",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -74,10 +82,12 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         Self::MalformedJson,
         Self::PayloadTooLarge,
         Self::InvalidRequest,
+        Self::Unauthorized,
+        Self::RateLimited,
         Self::SessionNotFound,
         Self::NotFound,
         Self::MethodNotAllowed,

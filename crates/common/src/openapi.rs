@@ -150,3 +150,31 @@ pub enum SessionFailures {
     #[response(status = 504)]
     TimedOut(ErrorBody),
 }
+
+/// The refusals of a route that wants an API key (the gateway's `/api/*`).
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum AccessFailures {
+    /// no API key, a malformed one, or one unknown or revoked
+    /// (`WWW-Authenticate: Bearer`)
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// over the key's rate limit (`Retry-After`, `RateLimit-*`)
+    #[response(status = 429)]
+    RateLimited(ErrorBody),
+}
+
+/// Declares the `api_key` security scheme: `Authorization: Bearer <key>`.
+pub struct BearerKey;
+
+impl utoipa::Modify for BearerKey {
+    fn modify(&self, document: &mut Document) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some("An API key made with `chatbot-ops keys create`.".to_owned());
+        document
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("api_key", SecurityScheme::Http(scheme));
+    }
+}

@@ -5,6 +5,7 @@
 //! the chat or session service over pooled keep-alive connections and relays
 //! the answer, streams included. Start with [`routes`].
 
+pub mod access;
 pub mod health;
 pub mod overhead;
 pub mod routes;
@@ -12,14 +13,23 @@ pub mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::access::{KeyCache, KeyStore, Limiter};
+use actix_web::web;
 use chatbot_common::config::Settings;
-use chatbot_common::probe::Endpoint;
+use chatbot_common::pools;
+use chatbot_common::probe::{CheckError, Endpoint, probe_fn};
 use chatbot_common::server::{RunningService, ServiceBuilder};
 use chatbot_common::upstream::{Upstream, http_client};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Builds the gateway and binds its listener.
 pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     let gw = &settings.gateway;
+    let meter = chatbot_common::telemetry::init_metrics("gateway");
+    let tasks = TaskTracker::new();
+    let stop = CancellationToken::new();
+    let access = access_control(settings, &meter, &tasks, &stop)?;
     let client = http_client(Duration::from_secs(2));
     let state = Arc::new(routes::State {
         chat: Upstream::spread("chat", &gw.chat_url, client.clone()),
@@ -29,14 +39,62 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
             gw.health_details,
             Duration::from_millis(gw.health_cache_ms),
         ),
-        overhead: overhead::Overhead::new(&chatbot_common::telemetry::init_metrics("gateway")),
+        overhead: overhead::Overhead::new(&meter),
         max_body_bytes: gw.max_body_bytes,
         max_message_chars: settings.chat.max_message_chars,
         upstream_timeout: Duration::from_secs(gw.upstream_timeout_secs),
     });
-    ServiceBuilder::new("gateway", &gw.server)
+    let mut service = ServiceBuilder::new("gateway", &gw.server)
         .readiness("chat", Endpoint::new(state.chat.clone(), "/livez"))
-        .readiness("session", Endpoint::new(state.session.clone(), "/livez"))
+        .readiness("session", Endpoint::new(state.session.clone(), "/livez"));
+    if let Some((_, keys)) = &access {
+        let keys = keys.clone();
+        service = service.readiness(
+            "api_keys",
+            probe_fn(move || {
+                let loaded = keys.is_loaded();
+                Box::pin(async move {
+                    loaded.then_some(()).ok_or_else(|| {
+                        CheckError::Unreachable("the API keys are not loaded yet".into())
+                    })
+                })
+            }),
+        );
+    }
+    let access = access.map(|(access, _)| web::Data::new(access));
+    let service = service
         .openapi(routes::document(settings.chat.max_message_chars))
-        .bind(move |cfg| routes::configure(cfg, state.clone()))
+        .tasks(tasks)
+        .bind(move |cfg| routes::configure(cfg, state.clone(), access.clone()))?;
+    Ok(service.on_stop(stop))
+}
+
+/// API keys and limits, reloaded in the background; `None` when
+/// `auth.enabled` is off (warned about here, once).
+fn access_control(
+    settings: &Settings,
+    meter: &opentelemetry::metrics::Meter,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) -> std::io::Result<Option<(access::Access, Arc<KeyCache>)>> {
+    if !settings.auth.enabled {
+        tracing::warn!(
+            "auth.enabled = false: the public API accepts requests without an API key and \
+             without rate limits; use this only on a closed network"
+        );
+        return Ok(None);
+    }
+    let postgres = pools::postgres(&settings.database).map_err(std::io::Error::other)?;
+    let redis = pools::redis(&settings.redis).map_err(std::io::Error::other)?;
+    let keys = KeyCache::new(KeyStore::new(postgres));
+    let refresh = Duration::from_secs(settings.auth.refresh_secs.max(1));
+    tasks.spawn(keys.clone().run_every(refresh, stop.clone()));
+    let access = access::Access::new(
+        keys.clone(),
+        Limiter::new(redis, &settings.session.key_prefix),
+        settings.limits,
+        refresh.as_secs(),
+        meter,
+    );
+    Ok(Some((access, keys)))
 }

@@ -11,16 +11,20 @@
 
 use std::time::{Duration, Instant};
 
+use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chatbot_common::api::{ChatRequest, ChatResponse, SessionView, parse_session_id};
 use chatbot_common::body::read_json;
 use chatbot_common::error::ApiError;
 use chatbot_common::openapi::{
-    ChatFailures, SessionFailures, SessionId, StreamEvent, limit_message_length,
+    AccessFailures, BearerKey, ChatFailures, SessionFailures, SessionId, StreamEvent,
+    limit_message_length,
 };
 use chatbot_common::server::resource;
 use chatbot_common::upstream::Upstream;
 use reqwest::Method;
+
+use crate::access::{Access, guard};
 
 /// The public API, as `/openapi.json` describes it.
 #[derive(utoipa::OpenApi)]
@@ -30,7 +34,8 @@ use reqwest::Method;
         description = "The public API of the chatbot service. Errors are \
             `{\"error\": {\"code\", \"message\"}}` with stable codes."
     ),
-    paths(chat, get_session, delete_session, crate::health::health)
+    paths(chat, get_session, delete_session, crate::health::health),
+    modifiers(&BearerKey)
 )]
 struct PublicApi;
 
@@ -59,13 +64,25 @@ pub struct State {
     pub overhead: crate::overhead::Overhead,
 }
 
-/// Registers the routes.
-pub fn configure(cfg: &mut web::ServiceConfig, state: std::sync::Arc<State>) {
+/// Registers the routes; `access` guards the `/api/*` ones (none: open).
+pub fn configure(
+    cfg: &mut web::ServiceConfig,
+    state: std::sync::Arc<State>,
+    access: Option<web::Data<Access>>,
+) {
+    if let Some(access) = access {
+        cfg.app_data(access);
+    }
     cfg.app_data(web::Data::from(state))
-        .service(resource("/api/chat", "POST").route(web::post().to(chat)))
+        .service(
+            resource("/api/chat", "POST")
+                .wrap(from_fn(guard))
+                .route(web::post().to(chat)),
+        )
         .service(resource("/health", "GET").route(web::get().to(crate::health::health)))
         .service(
             resource("/api/sessions/{id}", "GET, DELETE")
+                .wrap(from_fn(guard))
                 .route(web::get().to(get_session))
                 .route(web::delete().to(delete_session)),
         );
@@ -86,8 +103,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: std::sync::Arc<State>) {
             ("GetSession" = (operation_id = "getSession", parameters(("id" = "$response.body#/session_id")))),
             ("DeleteSession" = (operation_id = "deleteSession", parameters(("id" = "$response.body#/session_id"))))
         )),
-        ChatFailures
-    )
+        ChatFailures,
+        AccessFailures
+    ),
+    security(("api_key" = []))
 )]
 pub(crate) async fn chat(
     req: HttpRequest,
@@ -126,7 +145,8 @@ async fn session_call(
 
 /// A session with its turns, oldest first.
 #[utoipa::path(get, path = "/api/sessions/{id}", operation_id = "getSession", params(SessionId),
-    responses((status = 200, description = "the session", body = SessionView), SessionFailures)
+    responses((status = 200, description = "the session", body = SessionView), SessionFailures, AccessFailures),
+    security(("api_key" = []))
 )]
 pub(crate) async fn get_session(
     id: web::Path<String>,
@@ -137,7 +157,8 @@ pub(crate) async fn get_session(
 
 /// Delete a session and its context.
 #[utoipa::path(delete, path = "/api/sessions/{id}", operation_id = "deleteSession", params(SessionId),
-    responses((status = 204, description = "deleted"), SessionFailures)
+    responses((status = 204, description = "deleted"), SessionFailures, AccessFailures),
+    security(("api_key" = []))
 )]
 pub(crate) async fn delete_session(
     id: web::Path<String>,

@@ -63,9 +63,40 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// API keys of the public API: create (the key is shown once), list,
+    /// revoke.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// The weekly restore drill: a backup restored into a scratch database
     /// and every table compared. Exit 0 only when all are identical.
     Drill,
+}
+
+/// `chatbot-ops keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Makes a key and prints it (only now).
+    Create {
+        /// A name for the key (unique among active keys): who or what uses it.
+        #[arg(long)]
+        name: String,
+        /// The key may see the health verdict's details on the gateway.
+        #[arg(long)]
+        admin: bool,
+        /// Its own limit of requests a minute (default: limits.requests_per_minute).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rpm: Option<u32>,
+    },
+    /// Every key, revoked ones included (never the keys themselves).
+    List,
+    /// Revokes the active key with this name (or prefix, `cbk_…`).
+    Revoke {
+        /// The key's name or its shown prefix.
+        name: String,
+    },
 }
 
 /// The checklists of the operations documentation.

@@ -61,6 +61,9 @@ pub enum OpsError {
     /// The command refuses to go on (a target database that holds data).
     #[error("{0}")]
     Refused(String),
+    /// What the command was to act on does not exist.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl OpsError {
@@ -74,7 +77,8 @@ impl OpsError {
             | Self::Storage(_)
             | Self::Checksum { .. }
             | Self::Backup(_)
-            | Self::Refused(_) => Outcome::Fail,
+            | Self::Refused(_)
+            | Self::NotFound(_) => Outcome::Fail,
         }
     }
 

@@ -12,6 +12,7 @@
 //! - [`checklist`]: its monitoring checklists, daily, weekly and monthly;
 //! - [`check`]: their rows and exit code, from the host ([`local`]), the
 //!   log files ([`logs`]) and Prometheus ([`prometheus`]).
+//! - [`keys`]: the public API's keys, made, listed and revoked;
 //! - [`backup`], [`restore`], [`drill`]: backups (database dump, log and
 //!   configuration archives, [`manifest`]) kept locally and in S3-compatible
 //!   storage ([`store`]) with [`retention`], restored and drilled ([`pg`],
@@ -28,6 +29,7 @@ pub mod drill;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod keys;
 pub mod local;
 pub mod logs;
 pub mod manifest;
@@ -65,6 +67,7 @@ pub async fn run(cli: cli::Cli, settings: &Settings) -> ExitCode {
             force,
         } => restore::run(settings, &from, target_url.as_deref(), force).await,
         cli::Command::Drill => drill::run(settings).await,
+        cli::Command::Keys { action } => keys::run(settings, action).await,
     };
     match result {
         Ok(report) => {

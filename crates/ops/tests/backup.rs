@@ -219,7 +219,7 @@ async fn a_backup_in_the_bucket_restores_every_row_and_the_drill_finds_them_iden
         .collect();
     assert_eq!(
         rows,
-        BTreeMap::from([("messages", 400), ("schema_migrations", 1)])
+        BTreeMap::from([("api_keys", 0), ("messages", 400), ("schema_migrations", 2)])
     );
     assert!(
         m["versions"]["pg_dump"]
@@ -288,6 +288,7 @@ async fn a_backup_in_the_bucket_restores_every_row_and_the_drill_finds_them_iden
     assert_eq!(
         tables,
         [
+            ("api_keys", "identical"),
             ("messages", "identical"),
             ("schema_migrations", "identical")
         ]

@@ -10,7 +10,9 @@ use chatbot_common::config::Settings;
 use chatbot_common::server::RunningService;
 
 /// Settings for tests: every service on port 0 with one worker, quiet logs,
-/// and dependency URLs pointing nowhere until the test sets them.
+/// dependency URLs pointing nowhere until the test sets them, and API keys
+/// off (a crate's tests look at their own concern; the gateway's `auth`
+/// tests and the end-to-end stack run with keys on).
 pub fn settings() -> Settings {
     let mut s = Settings::default();
     for server in [
@@ -24,6 +26,7 @@ pub fn settings() -> Settings {
         server.shutdown_grace_secs = 5;
     }
     s.log.level = "warn".into();
+    s.auth.enabled = false;
     s
 }
 

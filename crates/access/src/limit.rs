@@ -1,0 +1,239 @@
+//! Requests per minute per API key, shared by every gateway replica.
+//!
+//! The rule is GCRA (the generic cell rate algorithm): a key with a limit of
+//! `L` a minute may send `L` requests at once, then one every `60 s / L`.
+//! Its state is one number, the theoretical arrival time (TAT), kept in Redis
+//! under `<prefix>ratelimit:<key id>` and moved by one Lua script per
+//! request ([`SCRIPT`], atomic, Redis's own clock, so replicas need no
+//! synchronised clocks). [`gcra`] is the same arithmetic in Rust: the
+//! per-instance limiter that applies while Redis cannot be reached, and the
+//! specification the script is tested against.
+//!
+//! When Redis fails or takes longer than [`REDIS_BUDGET`], this replica limits
+//! on its own for [`REDIS_BACKOFF`] before trying Redis again (logged at ERROR
+//! once when it starts and once when it ends): never closed for everyone,
+//! never open without limit, though with `R` replicas a key may get up to
+//! `R × L` a minute during the outage.
+//!
+//! Why not `governor`: its GCRA is per process only, and its quota is fixed per
+//! limiter, while ours differs per key and must give the same answers and
+//! headers whether Redis or the fallback decided.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chatbot_common::error::ErrorChain;
+use uuid::Uuid;
+
+/// How long a check may wait for Redis before this replica limits alone.
+pub const REDIS_BUDGET: Duration = Duration::from_millis(250);
+/// How long this replica limits alone after Redis failed.
+pub const REDIS_BACKOFF: Duration = Duration::from_secs(1);
+/// The period limits are counted over.
+const PERIOD_MICROS: i64 = 60_000_000;
+
+/// The outcome of one check, with what the `RateLimit-*` headers say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// The request may go on.
+    pub allowed: bool,
+    /// Requests per minute for this key.
+    pub limit: u32,
+    /// Requests that could be sent right now.
+    pub remaining: u32,
+    /// Until the key's whole allowance is back.
+    pub reset: Duration,
+    /// For a rejected request: when to try again.
+    pub retry_after: Duration,
+}
+
+/// One GCRA step at `now` (µs) for `limit` a minute over the stored `tat`;
+/// returns the decision and the TAT to store (`None`: rejected, unchanged).
+pub fn gcra(tat: Option<i64>, now: i64, limit: u32) -> (Decision, Option<i64>) {
+    let limit = i64::from(limit.max(1));
+    let interval = PERIOD_MICROS / limit;
+    let tat = tat.unwrap_or(now).max(now);
+    let new_tat = tat + interval;
+    let allow_at = new_tat - limit * interval;
+    let micros = |d: i64| Duration::from_micros(u64::try_from(d).unwrap_or(0));
+    let mut decision = Decision {
+        allowed: now >= allow_at,
+        limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        remaining: 0,
+        reset: micros(tat - now),
+        retry_after: micros(allow_at - now),
+    };
+    if !decision.allowed {
+        return (decision, None);
+    }
+    decision.remaining = u32::try_from((now - allow_at) / interval).unwrap_or(u32::MAX);
+    decision.reset = micros(new_tat - now);
+    decision.retry_after = Duration::ZERO;
+    (decision, Some(new_tat))
+}
+
+/// [`gcra`] in Redis: KEYS[1] the key's TAT, ARGV[1] the limit a minute.
+/// Returns `{allowed, remaining, reset µs, retry-after µs}`.
+pub static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+        local limit = tonumber(ARGV[1])
+        local interval = math.floor(60000000 / limit)
+        local tat = tonumber(redis.call('GET', KEYS[1])) or now
+        if tat < now then tat = now end
+        local new_tat = tat + interval
+        local allow_at = new_tat - limit * interval
+        if now < allow_at then
+            return {0, 0, tat - now, allow_at - now}
+        end
+        redis.call('SET', KEYS[1], string.format('%d', new_tat),
+            'PX', math.ceil((new_tat - now) / 1000))
+        return {1, math.floor((now - allow_at) / interval), new_tat - now, 0}
+        ",
+    )
+});
+
+/// Why Redis could not decide.
+#[derive(Debug, thiserror::Error)]
+enum RedisFailure {
+    #[error("no Redis connection")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error("the rate-limit script failed")]
+    Script(#[from] redis::RedisError),
+    #[error("Redis took longer than {REDIS_BUDGET:?}")]
+    Timeout,
+}
+
+/// The per-key limiter of one gateway replica.
+pub struct Limiter {
+    redis: deadpool_redis::Pool,
+    prefix: String,
+    local: Mutex<HashMap<Uuid, i64>>,
+    redis_down_until: Mutex<Option<Instant>>,
+}
+
+impl Limiter {
+    /// Limits kept in `redis` under `prefix` (`session.key_prefix`).
+    pub fn new(redis: deadpool_redis::Pool, prefix: &str) -> Self {
+        Self {
+            redis,
+            prefix: prefix.to_owned(),
+            local: Mutex::new(HashMap::new()),
+            redis_down_until: Mutex::new(None),
+        }
+    }
+
+    /// Counts one request of key `id`, limited to `limit` a minute.
+    pub async fn check(&self, id: Uuid, limit: u32) -> Decision {
+        if !self.redis_resting() {
+            match tokio::time::timeout(REDIS_BUDGET, self.check_in_redis(id, limit)).await {
+                Ok(Ok(decision)) => {
+                    self.redis_answered();
+                    return decision;
+                }
+                Ok(Err(failure)) => self.redis_failed(&failure),
+                Err(_) => self.redis_failed(&RedisFailure::Timeout),
+            }
+        }
+        self.check_locally(id, limit)
+    }
+
+    async fn check_in_redis(&self, id: Uuid, limit: u32) -> Result<Decision, RedisFailure> {
+        let mut conn = self.redis.get().await?;
+        let (allowed, remaining, reset, retry_after): (u8, u32, u64, u64) = SCRIPT
+            .key(format!("{}ratelimit:{id}", self.prefix))
+            .arg(limit.max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(Decision {
+            allowed: allowed == 1,
+            limit: limit.max(1),
+            remaining,
+            reset: Duration::from_micros(reset),
+            retry_after: Duration::from_micros(retry_after),
+        })
+    }
+
+    fn check_locally(&self, id: Uuid, limit: u32) -> Decision {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let mut local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        let (decision, new_tat) = gcra(local.get(&id).copied(), now, limit);
+        if let Some(new_tat) = new_tat {
+            local.insert(id, new_tat);
+        }
+        decision
+    }
+
+    fn redis_resting(&self) -> bool {
+        let until = self
+            .redis_down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        until.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn redis_failed(&self, failure: &RedisFailure) {
+        let mut until = self
+            .redis_down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if until.is_none() {
+            tracing::error!(
+                error = %ErrorChain(failure),
+                "rate limits: Redis unreachable, this replica limits on its own"
+            );
+        }
+        *until = Some(Instant::now() + REDIS_BACKOFF);
+    }
+
+    fn redis_answered(&self) {
+        let mut until = self
+            .redis_down_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if until.take().is_some() {
+            tracing::error!("rate limits: Redis is back, limits are shared again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_the_limit_passes_then_one_per_interval() {
+        let (mut tat, now) = (None, 1_000_000_000);
+        let mut allowed = 0;
+        for _ in 0..30 {
+            let (decision, new_tat) = gcra(tat, now, 20);
+            if decision.allowed {
+                allowed += 1;
+                tat = new_tat;
+            } else {
+                assert_eq!(decision.remaining, 0);
+                assert_eq!(decision.retry_after, Duration::from_secs(3));
+            }
+        }
+        assert_eq!(allowed, 20);
+        let (later, _) = gcra(tat, now + 3_000_000, 20);
+        assert!(later.allowed, "one more after 60 s / 20");
+        assert_eq!(later.remaining, 0);
+    }
+
+    #[test]
+    fn remaining_counts_down_and_reset_is_when_all_is_back() {
+        let (first, tat) = gcra(None, 0, 60);
+        assert_eq!((first.remaining, first.reset), (59, Duration::from_secs(1)));
+        let (second, _) = gcra(tat, 0, 60);
+        assert_eq!(
+            (second.remaining, second.reset),
+            (58, Duration::from_secs(2))
+        );
+    }
+}
