@@ -103,6 +103,8 @@ pub struct MessageRow {
     pub session_id: Uuid,
     /// The user.
     pub user_id: String,
+    /// The API key it was sent with (`None`: authentication off).
+    pub api_key_id: Option<Uuid>,
     /// When the message arrived.
     pub timestamp: DateTime<Utc>,
     /// Classified type.
@@ -136,8 +138,8 @@ pub async fn insert(pool: &Pool, row: &MessageRow) -> Result<(), DbError> {
         .prepare_cached(
             "INSERT INTO messages (id, session_id, user_id, timestamp, type, urgency, message,
                 reply, model, response_time, prompt_tokens, completion_tokens, streamed, error,
-                error_code)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                error_code, api_key_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
              ON CONFLICT (id) DO NOTHING",
         )
         .await?;
@@ -160,6 +162,7 @@ pub async fn insert(pool: &Pool, row: &MessageRow) -> Result<(), DbError> {
                 &row.streamed,
                 &row.error,
                 &row.error_code.map(ErrorCode::as_str),
+                &row.api_key_id,
             ],
         )
         .await?;

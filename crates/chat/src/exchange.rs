@@ -21,6 +21,7 @@ use crate::escalation::{Escalator, UrgentMessage};
 use crate::llm::{LlmClient, LlmError, LlmMessage, LlmOutcome};
 use crate::metrics::Metrics;
 use crate::sessions::{Lookup, Sessions};
+use session_store::Owner;
 
 /// Everything an exchange needs, built once at start-up.
 pub struct Exchange {
@@ -54,7 +55,7 @@ pub struct Prepared {
     id: Uuid,
     session_id: Uuid,
     new_session: bool,
-    user_id: String,
+    owner: Owner,
     message: String,
     kind: MessageType,
     urgency: Urgency,
@@ -67,14 +68,21 @@ pub struct Prepared {
 
 impl Exchange {
     /// Validates the request, finds or creates its session and builds the
-    /// prompt. Fails only for client mistakes (422, 404 unknown session).
+    /// prompt. Fails only for client mistakes (422, 404 unknown session or
+    /// another API key's). `api_key` is the key the gateway authenticated.
     pub async fn prepare(
         &self,
         request: ChatRequest,
+        api_key: Option<Uuid>,
         started: Instant,
     ) -> Result<Prepared, ApiError> {
         request.validate(self.max_message_chars)?;
-        let (session_id, history, new_session) = self.session_and_history(&request).await?;
+        let owner = Owner {
+            api_key,
+            user_id: request.user_id,
+        };
+        let (session_id, history, new_session) =
+            self.session_and_history(request.session_id, &owner).await?;
         let (kind, urgency) = self.classifier.classify(&request.message);
         let mut prompt = Vec::with_capacity(history.len() + 2);
         prompt.push(LlmMessage {
@@ -97,7 +105,7 @@ impl Exchange {
             id: Uuid::new_v4(),
             session_id,
             new_session,
-            user_id: request.user_id,
+            owner,
             message: request.message,
             kind,
             urgency,
@@ -110,18 +118,15 @@ impl Exchange {
 
     async fn session_and_history(
         &self,
-        request: &ChatRequest,
+        session_id: Option<Uuid>,
+        owner: &Owner,
     ) -> Result<(Uuid, Vec<Turn>, bool), ApiError> {
-        let Some(id) = request.session_id else {
+        let Some(id) = session_id else {
             // A new conversation: the session is created with its first
             // turns, in the same call that stores them (see `remember`).
             return Ok((Uuid::new_v4(), Vec::new(), true));
         };
-        match self
-            .sessions
-            .lookup(id, &request.user_id, self.history_turns)
-            .await
-        {
+        match self.sessions.lookup(id, owner, self.history_turns).await {
             Lookup::Found(turns) => Ok((id, turns, false)),
             Lookup::Missing => Err(ApiError::new(
                 ErrorCode::SessionNotFound,
@@ -231,7 +236,7 @@ impl Exchange {
         };
         tracing::info!(
             message_id = %prepared.id, session_id = %prepared.session_id,
-            user_id = %prepared.user_id, message_length = prepared.message.chars().count(),
+            user_id = %prepared.owner.user_id, message_length = prepared.message.chars().count(),
             reply_length = reply.chars().count(), processing_time_ms = response_time_ms,
             message_text = (!message_text.is_empty()).then_some(message_text),
             reply_text = (!reply_text.is_empty()).then_some(reply_text),
@@ -251,7 +256,7 @@ impl Exchange {
             turn(Role::User, &prepared.message),
             turn(Role::Assistant, reply),
         ];
-        let create_for = prepared.new_session.then_some(prepared.user_id.as_str());
+        let create_for = prepared.new_session.then_some(&prepared.owner);
         if let Err(error) = self
             .sessions
             .append(prepared.session_id, &turns, create_for)
@@ -270,12 +275,13 @@ impl Exchange {
     pub async fn run(
         self: Arc<Self>,
         request: ChatRequest,
+        api_key: Option<Uuid>,
         started: Instant,
     ) -> Result<(ChatResponse, Duration), ApiError> {
         let this = self.clone();
         self.inflight
             .run(async move {
-                let prepared = this.prepare(request, started).await?;
+                let prepared = this.prepare(request, api_key, started).await?;
                 let (response, llm_time) = this.complete(prepared, |_| {}).await;
                 response.map(|r| (r, llm_time))
             })
@@ -323,7 +329,8 @@ fn row(
     MessageRow {
         id: prepared.id,
         session_id: prepared.session_id,
-        user_id: prepared.user_id.clone(),
+        user_id: prepared.owner.user_id.clone(),
+        api_key_id: prepared.owner.api_key,
         timestamp: prepared.timestamp,
         kind: prepared.kind,
         urgency: prepared.urgency,
@@ -344,7 +351,7 @@ fn urgent(prepared: &Prepared) -> UrgentMessage {
         event: "urgent_message",
         message_id: prepared.id,
         session_id: prepared.session_id,
-        user_id: prepared.user_id.clone(),
+        user_id: prepared.owner.user_id.clone(),
         kind: prepared.kind,
         urgency: prepared.urgency,
         message: prepared.message.clone(),

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chatbot_common::api::{ChatRequest, ChatResponse};
+use chatbot_common::api::{ChatRequest, ChatResponse, api_key_of};
 use chatbot_common::body::read_json;
 use chatbot_common::error::{ApiError, ErrorCode};
 use chatbot_common::openapi::{ChatFailures, StreamEvent, limit_message_length};
@@ -82,12 +82,13 @@ pub(crate) async fn chat(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let request: ChatRequest = read_json(&req, body, state.max_body_bytes).await?;
+    let api_key = api_key_of(req.headers())?;
     let exchange = state.exchange.clone();
     if request.stream {
-        let prepared = exchange.prepare(request, started).await?;
+        let prepared = exchange.prepare(request, api_key, started).await?;
         return stream(exchange, prepared).await;
     }
-    let (response, llm_time) = exchange.run(request, started).await?;
+    let (response, llm_time) = exchange.run(request, api_key, started).await?;
     Ok(HttpResponse::Ok()
         .insert_header(llm_wait_header(llm_time))
         .json(response))

@@ -11,7 +11,7 @@
 
 use chatbot_common::api::Turn;
 use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
-use session_store::{SessionStore, StoreError};
+use session_store::{Owner, SessionStore, StoreError};
 use uuid::Uuid;
 
 /// What the store said about a session.
@@ -36,22 +36,23 @@ impl Sessions {
         Self { store }
     }
 
-    /// The last `last` turns of a session that belongs to `user_id`.
-    pub async fn lookup(&self, id: Uuid, user_id: &str, last: usize) -> Lookup {
+    /// The last `last` turns of a session that belongs to `owner` (the same
+    /// API key and user).
+    pub async fn lookup(&self, id: Uuid, owner: &Owner, last: usize) -> Lookup {
         match self.store.recent(id, last).await {
-            Ok(Some((owner, turns))) if owner == user_id => Lookup::Found(turns),
+            Ok(Some((stored, turns))) if stored == *owner => Lookup::Found(turns),
             Ok(_) => Lookup::Missing,
             Err(error) => Lookup::Unavailable(unavailable(&error)),
         }
     }
 
     /// Appends the turns of one exchange; `create_for` starts a new session
-    /// for that user in the same step.
+    /// for that owner in the same step.
     pub async fn append(
         &self,
         id: Uuid,
         turns: &[Turn],
-        create_for: Option<&str>,
+        create_for: Option<&Owner>,
     ) -> Result<(), ApiError> {
         match self.store.append(id, turns, create_for).await {
             Ok(Some(_)) => Ok(()),

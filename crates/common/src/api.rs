@@ -74,6 +74,27 @@ pub fn parse_session_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::invalid("session id must be a UUID"))
 }
 
+/// The header in which the gateway tells chat and session which API key a
+/// request was made with (its id); they keep each session to that key. The
+/// gateway sets it from the authenticated key and never passes on a
+/// client's own.
+pub const API_KEY_HEADER: &str = "x-chatbot-api-key-id";
+
+/// The API key id of a request from the gateway (`None`: authentication is
+/// off, or the caller is not the gateway).
+pub fn api_key_of(headers: &actix_web::http::header::HeaderMap) -> Result<Option<Uuid>, ApiError> {
+    headers
+        .get(API_KEY_HEADER)
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| Uuid::parse_str(v).ok())
+                .ok_or_else(|| ApiError::invalid(format!("{API_KEY_HEADER} must be a UUID")))
+        })
+        .transpose()
+}
+
 /// What kind of message the user sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

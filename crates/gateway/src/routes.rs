@@ -6,14 +6,19 @@
 //! | `GET /api/sessions/{id}` | session `GET /sessions/{id}` |
 //! | `DELETE /api/sessions/{id}` | session `DELETE /sessions/{id}` |
 //!
+//! With API keys on, the [`crate::access`] middleware admits each `/api/*`
+//! request first, and the key's id goes to chat and session in
+//! `x-chatbot-api-key-id`, so a session stays with the key that made it.
 //! Requests are validated here first; upstream errors in our JSON format pass
 //! through unchanged, and an unreachable or slow upstream becomes 503 or 504.
 
 use std::time::{Duration, Instant};
 
 use actix_web::middleware::from_fn;
-use actix_web::{HttpRequest, HttpResponse, web};
-use chatbot_common::api::{ChatRequest, ChatResponse, SessionView, parse_session_id};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use chatbot_common::api::{
+    API_KEY_HEADER, ChatRequest, ChatResponse, SessionView, parse_session_id,
+};
 use chatbot_common::body::read_json;
 use chatbot_common::error::ApiError;
 use chatbot_common::openapi::{
@@ -24,7 +29,7 @@ use chatbot_common::server::resource;
 use chatbot_common::upstream::Upstream;
 use reqwest::Method;
 
-use crate::access::{Access, guard};
+use crate::access::{Access, Caller, guard};
 
 /// The public API, as `/openapi.json` describes it.
 #[derive(utoipa::OpenApi)]
@@ -116,7 +121,7 @@ pub(crate) async fn chat(
     let started = Instant::now();
     let request: ChatRequest = read_json(&req, body, state.max_body_bytes).await?;
     request.validate(state.max_message_chars)?;
-    let mut call = state.chat.post("/chat").json(&request);
+    let mut call = with_caller(&req, state.chat.post("/chat")).json(&request);
     if !request.stream {
         call = call.timeout(state.upstream_timeout);
     }
@@ -129,16 +134,27 @@ pub(crate) async fn chat(
     Ok(response)
 }
 
+/// Names the request's API key (if auth is on) to chat or session, which
+/// keep each session to its key.
+fn with_caller(req: &HttpRequest, call: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match req.extensions().get::<Caller>() {
+        Some(Caller(key)) => call.header(API_KEY_HEADER, key.id.to_string()),
+        None => call,
+    }
+}
+
 async fn session_call(
+    req: &HttpRequest,
     state: &State,
     method: Method,
     raw_id: &str,
 ) -> Result<HttpResponse, ApiError> {
     let id = parse_session_id(raw_id)?;
-    let call = state
-        .session
-        .request(method, &format!("/sessions/{id}"))
-        .timeout(state.upstream_timeout);
+    let call = with_caller(
+        req,
+        state.session.request(method, &format!("/sessions/{id}")),
+    )
+    .timeout(state.upstream_timeout);
     let relayed = state.session.forward(call).await?;
     Ok(relayed.into_response())
 }
@@ -149,10 +165,11 @@ async fn session_call(
     security(("api_key" = []))
 )]
 pub(crate) async fn get_session(
+    req: HttpRequest,
     id: web::Path<String>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
-    session_call(&state, Method::GET, &id).await
+    session_call(&req, &state, Method::GET, &id).await
 }
 
 /// Delete a session and its context.
@@ -161,8 +178,9 @@ pub(crate) async fn get_session(
     security(("api_key" = []))
 )]
 pub(crate) async fn delete_session(
+    req: HttpRequest,
     id: web::Path<String>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
-    session_call(&state, Method::DELETE, &id).await
+    session_call(&req, &state, Method::DELETE, &id).await
 }

@@ -30,6 +30,9 @@ pub enum Command {
         /// The day the report is for (default: today).
         #[arg(long)]
         date: Option<chrono::NaiveDate>,
+        /// Only the messages sent with the API key of this name (or prefix).
+        #[arg(long)]
+        key: Option<String>,
         /// Output format (`--json` is the same as `--format json`).
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,

@@ -54,9 +54,14 @@ pub async fn run(cli: cli::Cli, settings: &Settings) -> ExitCode {
     let json = cli.json;
     let result = match cli.command {
         cli::Command::Health => health::run(settings).await,
-        cli::Command::Report { kind, date, format } => {
+        cli::Command::Report {
+            kind,
+            date,
+            key,
+            format,
+        } => {
             let format = if json { cli::Format::Json } else { format };
-            report::run(settings, kind, date, format).await
+            report::run(settings, kind, &report::Scope { date, key }, format).await
         }
         cli::Command::DailyCheck => daily_check::run(settings).await,
         cli::Command::Checklist { period } => checklist::run(settings, period).await,

@@ -1,5 +1,7 @@
 //! `chatbot-ops report daily|weekly`: the operations documentation's two
-//! SQL reports, run as written; `--date D` runs them as if today were `D`.
+//! SQL reports, run as written; `--date D` runs them as if today were `D`,
+//! `--key NAME` over the messages sent with the API keys of that name (or
+//! prefix) only.
 
 use chatbot_common::config::Settings;
 use serde_json::Value;
@@ -66,14 +68,27 @@ impl ReportKind {
     }
 }
 
-/// Runs the report `kind` for `date` (default today) against `settings.database`.
+/// Which messages a report covers: its day, and optionally one API key.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// The day the report is for (default: today).
+    pub date: Option<chrono::NaiveDate>,
+    /// Only messages sent with the keys of this name or prefix.
+    pub key: Option<String>,
+}
+
+/// Messages sent with the API keys named (or prefixed) `$2`.
+const BY_KEY: &str = "(SELECT * FROM messages WHERE api_key_id IN \
+     (SELECT id FROM api_keys WHERE name = $2 OR prefix = $2)) messages";
+
+/// Runs the report `kind` over `scope` against `settings.database`.
 pub async fn run(
     settings: &Settings,
     kind: ReportKind,
-    date: Option<chrono::NaiveDate>,
+    scope: &Scope,
     format: Format,
 ) -> Result<Report, OpsError> {
-    let rows = query(settings, kind, date).await?;
+    let rows = query(settings, kind, scope).await?;
     let mut table = Table::new(kind.title(), kind.columns());
     for row in &rows {
         table.push(kind.columns().iter().map(|c| cell(&row[*c])));
@@ -90,19 +105,25 @@ pub async fn run(
 pub async fn query(
     settings: &Settings,
     kind: ReportKind,
-    date: Option<chrono::NaiveDate>,
+    scope: &Scope,
 ) -> Result<Vec<Value>, OpsError> {
     let client = connect(settings).await?;
+    let mut report = kind.query().replace("CURRENT_DATE", "$1::date");
+    if scope.key.is_some() {
+        report = report.replace("FROM messages", &format!("FROM {BY_KEY}"));
+    }
     let sql = format!(
-        "SELECT to_json(r) FROM ({}) r ORDER BY r.{}",
-        kind.query().replace("CURRENT_DATE", "$1::date"),
+        "SELECT to_json(r) FROM ({report}) r ORDER BY r.{}",
         kind.columns()[0]
     );
-    let today = date.unwrap_or_else(|| chrono::Local::now().date_naive());
-    let rows = client
-        .query(&sql, &[&today])
-        .await
-        .map_err(|e| OpsError::database(&e))?;
+    let today = scope
+        .date
+        .unwrap_or_else(|| chrono::Local::now().date_naive());
+    let rows = match &scope.key {
+        Some(key) => client.query(&sql, &[&today, key]).await,
+        None => client.query(&sql, &[&today]).await,
+    }
+    .map_err(|e| OpsError::database(&e))?;
     Ok(rows.iter().map(|row| row.get::<_, Value>(0)).collect())
 }
 

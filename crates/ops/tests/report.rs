@@ -198,3 +198,81 @@ fn a_bad_date_is_a_usage_error() {
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("invalid value 'yesterday'"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_made_listed_revoked_and_reports_filter_by_key() {
+    let rows = seed_rows();
+    let url = seeded_database(&rows).await;
+    let (code, made, err) = ops(
+        &url,
+        &[
+            "keys", "create", "--name", "team-a", "--rpm", "30", "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let made: serde_json::Value = serde_json::from_str(&made).unwrap();
+    let key = made["key"].as_str().unwrap();
+    assert!(key.starts_with("cbk_") && key.len() == 47, "{key}");
+    assert_eq!(made["limits"]["requests_per_minute"], 30);
+    let (code, _, err) = ops(&url, &["keys", "create", "--name", "team-a"]);
+    assert_eq!(
+        (code, err.trim()),
+        (64, "chatbot-ops: an active key is already named 'team-a'")
+    );
+
+    // team-a sent the messages of users 0 to 4.
+    let db = connect(&url).await;
+    let id = made["id"].as_str().unwrap();
+    db.execute(
+        "UPDATE messages SET api_key_id = $1::text::uuid WHERE user_id IN ('user-0','user-1','user-2','user-3','user-4')",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let date = day().to_string();
+    let total = |args: &[&str]| -> i64 {
+        let (code, out, err) = ops(&url, args);
+        assert_eq!(code, 0, "{err}");
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["total_messages"].as_i64().unwrap())
+            .sum()
+    };
+    let week_start = day() - Duration::days(7);
+    let expected = rows
+        .iter()
+        .filter(|r| r.at.date() >= week_start && (0..5).any(|u| r.user == format!("user-{u}")))
+        .count() as i64;
+    assert!(expected > 0);
+    assert_eq!(
+        total(&[
+            "report", "weekly", "--date", &date, "--key", "team-a", "--json"
+        ]),
+        expected
+    );
+    assert_eq!(
+        total(&[
+            "report", "weekly", "--date", &date, "--key", "nobody", "--json"
+        ]),
+        0
+    );
+
+    let (code, out, _) = ops(&url, &["keys", "revoke", "team-a"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("team-a"), "{out}");
+    let (code, _, err) = ops(&url, &["keys", "revoke", "team-a"]);
+    assert_eq!(code, 2, "nothing left to revoke: {err}");
+    let (_, listed, _) = ops(&url, &["keys", "list", "--json"]);
+    assert!(!listed.contains(key), "a listing never shows a key");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert!(listed[0]["revoked_at"].is_string());
+    // The revoked key still names its messages in reports.
+    assert_eq!(
+        total(&[
+            "report", "weekly", "--date", &date, "--key", "team-a", "--json"
+        ]),
+        expected
+    );
+}

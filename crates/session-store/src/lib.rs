@@ -8,7 +8,7 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `P session:{id}` | hash | `user_id`, `created_at`, `updated_at` (RFC 3339) |
+//! | `P session:{id}` | hash | `user_id`, `api_key` (the id of the API key that made it, empty when none), `created_at`, `updated_at` (RFC 3339) |
 //! | `P session:{id}:turns` | list | one JSON [`Turn`] per element, oldest first |
 //! | `P active` | sorted set | session ids scored by last activity (ms since epoch) |
 //!
@@ -16,6 +16,10 @@
 //! sorted set is pruned of expired members on writes, and counted with
 //! `ZCOUNT` over the live score range, so a count is O(log n).
 //! Every round trip is bounded by `redis.timeout_ms`.
+//!
+//! A session belongs to an [`Owner`]: the API key that made it and the end
+//! user within it. Reads and deletes for another key find nothing (the
+//! session service answers 404, as for an unknown session).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -28,11 +32,11 @@ use deadpool_redis::redis::{self, AsyncCommands};
 use uuid::Uuid;
 
 /// Appends turns to a session (see [`SessionStore::append`]). Keys: the
-/// session hash, its turns list, the active set. Arguments: the owner to
+/// session hash, its turns list, the active set. Arguments: the user to
 /// create it for (empty: do not create), the RFC 3339 time, the idle timeout
 /// in seconds, the turn cap, the session id, the time in ms, the lowest live
-/// score of the active set (members below it are pruned), then the JSON
-/// turns, pushed 1,000 at a time (Lua's `unpack` takes about 8,000 values at
+/// score of the active set (members below it are pruned), the API key of a
+/// session to create, then the JSON turns, pushed 1,000 at a time (Lua's `unpack` takes about 8,000 values at
 /// most). Returns the stored turn count, or -1 when the session does not
 /// exist and is not to be created. Sent by hash (`EVALSHA`), loaded on first
 /// use.
@@ -41,9 +45,10 @@ static APPEND: LazyLock<redis::Script> = LazyLock::new(|| {
         r"
         if redis.call('EXISTS', KEYS[1]) == 0 then
             if ARGV[1] == '' then return -1 end
-            redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'created_at', ARGV[2])
+            redis.call('HSET', KEYS[1], 'user_id', ARGV[1], 'api_key', ARGV[8],
+                'created_at', ARGV[2])
         end
-        for first = 8, #ARGV, 1000 do
+        for first = 9, #ARGV, 1000 do
             redis.call('RPUSH', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
         end
         redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
@@ -56,6 +61,44 @@ static APPEND: LazyLock<redis::Script> = LazyLock::new(|| {
         ",
     )
 });
+
+/// Deletes a session if it belongs to the API key in ARGV[1] (empty: none).
+/// Keys: the session hash, its turns list, the active set; ARGV[2] the
+/// session id. Returns 1 when deleted, 0 when missing or another key's.
+static DELETE_OWNED: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local key = redis.call('HGET', KEYS[1], 'api_key')
+        if redis.call('EXISTS', KEYS[1]) == 0 or (key or '') ~= ARGV[1] then return 0 end
+        redis.call('DEL', KEYS[1], KEYS[2])
+        redis.call('ZREM', KEYS[3], ARGV[2])
+        return 1
+        ",
+    )
+});
+
+/// Whose a session is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The API key that made it (`None`: made with authentication off).
+    pub api_key: Option<Uuid>,
+    /// The end user within that key.
+    pub user_id: String,
+}
+
+/// The stored form of an optional API key id.
+fn key_field(api_key: Option<Uuid>) -> String {
+    api_key.map(|k| k.to_string()).unwrap_or_default()
+}
+
+fn parse_key_field(id: Uuid, raw: Option<&str>) -> Result<Option<Uuid>, StoreError> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(raw) => Uuid::parse_str(raw)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("session {id} api_key: {e}"))),
+    }
+}
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -138,8 +181,13 @@ impl SessionStore {
         format!("({}", now.timestamp_millis() - self.idle_secs() * 1000)
     }
 
-    /// The session with its turns, or `None` when unknown or expired.
-    pub async fn get(&self, id: Uuid) -> Result<Option<SessionView>, StoreError> {
+    /// The session with its turns, or `None` when unknown, expired or
+    /// made with another API key than `api_key`.
+    pub async fn get(
+        &self,
+        id: Uuid,
+        api_key: Option<Uuid>,
+    ) -> Result<Option<SessionView>, StoreError> {
         let (fields, raw_turns): (Vec<(String, String)>, Vec<String>) = self
             .bounded(async {
                 let mut conn = self.pool.get().await?;
@@ -165,6 +213,13 @@ impl SessionStore {
                 .map(|t| t.with_timezone(&Utc))
                 .map_err(|e| StoreError::Corrupt(format!("session {id} {name}: {e}")))
         };
+        let owner_key = fields
+            .iter()
+            .find(|(k, _)| k == "api_key")
+            .map(|(_, v)| v.as_str());
+        if parse_key_field(id, owner_key)? != api_key {
+            return Ok(None);
+        }
         let turns = decode_turns(id, &raw_turns)?;
         let updated_at = time("updated_at")?;
         Ok(Some(SessionView {
@@ -184,12 +239,15 @@ impl SessionStore {
         &self,
         id: Uuid,
         last: usize,
-    ) -> Result<Option<(String, Vec<Turn>)>, StoreError> {
-        let (owner, raw_turns): (Option<String>, Vec<String>) = self
+    ) -> Result<Option<(Owner, Vec<Turn>)>, StoreError> {
+        let ((user_id, api_key), raw_turns): ((Option<String>, Option<String>), Vec<String>) = self
             .bounded(async {
                 let mut conn = self.pool.get().await?;
                 let mut pipe = redis::pipe();
-                pipe.hget(self.key(id), "user_id");
+                pipe.cmd("HMGET")
+                    .arg(self.key(id))
+                    .arg("user_id")
+                    .arg("api_key");
                 match isize::try_from(last) {
                     Ok(last) if last > 0 => pipe.lrange(self.turns_key(id), -last, -1),
                     // LRANGE of "the last 0" would be the whole list.
@@ -198,8 +256,12 @@ impl SessionStore {
                 Ok(pipe.query_async(&mut conn).await?)
             })
             .await?;
-        let Some(owner) = owner else {
+        let Some(user_id) = user_id else {
             return Ok(None);
+        };
+        let owner = Owner {
+            api_key: parse_key_field(id, api_key.as_deref())?,
+            user_id,
         };
         Ok(Some((owner, decode_turns(id, &raw_turns)?)))
     }
@@ -212,7 +274,7 @@ impl SessionStore {
         &self,
         id: Uuid,
         turns: &[Turn],
-        create_for: Option<&str>,
+        create_for: Option<&Owner>,
     ) -> Result<Option<usize>, StoreError> {
         let now = Utc::now();
         let mut invocation = APPEND.prepare_invoke();
@@ -220,13 +282,14 @@ impl SessionStore {
             .key(self.key(id))
             .key(self.turns_key(id))
             .key(self.active_key())
-            .arg(create_for.unwrap_or(""))
+            .arg(create_for.map_or("", |owner| owner.user_id.as_str()))
             .arg(now.to_rfc3339())
             .arg(self.idle_secs())
             .arg(self.max_turns)
             .arg(id.to_string())
             .arg(now.timestamp_millis())
-            .arg(self.oldest_live_score(now));
+            .arg(self.oldest_live_score(now))
+            .arg(key_field(create_for.and_then(|owner| owner.api_key)));
         // Only the last `max_turns` can stay: the rest need not travel.
         let kept = turns.len().saturating_sub(self.max_turns);
         for turn in &turns[kept..] {
@@ -243,18 +306,20 @@ impl SessionStore {
         Ok(usize::try_from(stored).ok())
     }
 
-    /// Deletes a session; `false` when it did not exist.
-    pub async fn delete(&self, id: Uuid) -> Result<bool, StoreError> {
+    /// Deletes a session made with `api_key`; `false` when there was none
+    /// (unknown, expired or another key's), in one atomic step.
+    pub async fn delete(&self, id: Uuid, api_key: Option<Uuid>) -> Result<bool, StoreError> {
+        let mut invocation = DELETE_OWNED.prepare_invoke();
+        invocation
+            .key(self.key(id))
+            .key(self.turns_key(id))
+            .key(self.active_key())
+            .arg(key_field(api_key))
+            .arg(id.to_string());
         self.bounded(async {
             let mut conn = self.pool.get().await?;
-            let (removed, _, _): (u32, u32, u32) = redis::pipe()
-                .atomic()
-                .del(self.key(id))
-                .del(self.turns_key(id))
-                .zrem(self.active_key(), id.to_string())
-                .query_async(&mut conn)
-                .await?;
-            Ok(removed > 0)
+            let removed: u8 = invocation.invoke_async(&mut conn).await?;
+            Ok(removed == 1)
         })
         .await
     }

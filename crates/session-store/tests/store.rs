@@ -7,10 +7,18 @@ use std::time::Duration;
 
 use chatbot_common::api::Turn;
 use chatbot_common::config::Settings;
-use session_store::SessionStore;
+use session_store::{Owner, SessionStore};
 use test_support::app::{settings_on_redis, user_turns};
 use test_support::{poll, shared_redis};
 use uuid::Uuid;
+
+/// A user of no API key (authentication off).
+fn owner(user_id: &str) -> Owner {
+    Owner {
+        api_key: None,
+        user_id: user_id.to_owned(),
+    }
+}
 
 /// A store on the shared Redis under a fresh key prefix.
 fn store(tweak: impl FnOnce(&mut Settings)) -> (SessionStore, String) {
@@ -25,7 +33,7 @@ async fn until_expired(store: &SessionStore, id: Uuid) {
     poll::until(
         "the idle session to expire",
         Duration::from_secs(5),
-        || async { store.get(id).await.unwrap().is_none().then_some(()) },
+        || async { store.get(id, None).await.unwrap().is_none().then_some(()) },
     )
     .await;
 }
@@ -40,28 +48,34 @@ async fn the_first_append_creates_and_later_ones_extend() {
     let id = Uuid::new_v4();
     let count = store.append(id, &user_turns(&["hi"]), None).await.unwrap();
     assert_eq!(count, None, "an unknown session is not created by accident");
-    assert_eq!(store.get(id).await.unwrap().map(|s| s.session_id), None);
+    assert_eq!(
+        store.get(id, None).await.unwrap().map(|s| s.session_id),
+        None
+    );
 
     let count = store
-        .append(id, &user_turns(&["first"]), Some("alice"))
+        .append(id, &user_turns(&["first"]), Some(&owner("alice")))
         .await;
     assert_eq!(count.unwrap(), Some(1));
     let count = store.append(id, &user_turns(&["second"]), None).await;
     assert_eq!(count.unwrap(), Some(2));
-    let session = store.get(id).await.unwrap().unwrap();
+    let session = store.get(id, None).await.unwrap().unwrap();
     assert_eq!(session.user_id, "alice");
     assert_eq!(contents(&session.turns), ["first", "second"]);
     assert!(session.expires_at > session.updated_at);
     let (owner, recent) = store.recent(id, 1).await.unwrap().unwrap();
     assert_eq!(
-        (owner.as_str(), contents(&recent)),
-        ("alice", vec!["second"])
+        (owner, contents(&recent)),
+        (self::owner("alice"), vec!["second"])
     );
     assert_eq!(store.count_active().await.unwrap(), 1);
 
-    assert!(store.delete(id).await.unwrap());
-    assert!(!store.delete(id).await.unwrap(), "already gone");
-    assert_eq!(store.get(id).await.unwrap().map(|s| s.session_id), None);
+    assert!(store.delete(id, None).await.unwrap());
+    assert!(!store.delete(id, None).await.unwrap(), "already gone");
+    assert_eq!(
+        store.get(id, None).await.unwrap().map(|s| s.session_id),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,12 +83,12 @@ async fn history_is_capped_to_the_newest_turns() {
     let (store, _) = store(|s| s.session.max_turns = 3);
     let id = Uuid::new_v4();
     store
-        .append(id, &user_turns(&["1", "2"]), Some("bob"))
+        .append(id, &user_turns(&["1", "2"]), Some(&owner("bob")))
         .await
         .unwrap();
     let count = store.append(id, &user_turns(&["3", "4", "5"]), None).await;
     assert_eq!(count.unwrap(), Some(3));
-    let session = store.get(id).await.unwrap().unwrap();
+    let session = store.get(id, None).await.unwrap().unwrap();
     assert_eq!(contents(&session.turns), ["3", "4", "5"]);
 }
 
@@ -84,9 +98,11 @@ async fn a_large_append_is_stored_whole() {
     let texts: Vec<String> = (0..9_000).map(|i| i.to_string()).collect();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let id = Uuid::new_v4();
-    let count = store.append(id, &user_turns(&texts), Some("henry")).await;
+    let count = store
+        .append(id, &user_turns(&texts), Some(&owner("henry")))
+        .await;
     assert_eq!(count.unwrap(), Some(9_000));
-    let session = store.get(id).await.unwrap().unwrap();
+    let session = store.get(id, None).await.unwrap().unwrap();
     let stored = contents(&session.turns);
     assert_eq!((stored[0], stored[8_999]), ("0", "8999"));
 }
@@ -96,11 +112,11 @@ async fn idle_sessions_expire_and_stop_counting() {
     let (store, _) = store(|s| s.session.idle_timeout_secs = 1);
     let id = Uuid::new_v4();
     store
-        .append(id, &user_turns(&["a"]), Some("carol"))
+        .append(id, &user_turns(&["a"]), Some(&owner("carol")))
         .await
         .unwrap();
     store
-        .append(Uuid::new_v4(), &user_turns(&["b"]), Some("dave"))
+        .append(Uuid::new_v4(), &user_turns(&["b"]), Some(&owner("dave")))
         .await
         .unwrap();
     assert_eq!(store.count_active().await.unwrap(), 2);
@@ -118,7 +134,7 @@ async fn activity_keeps_a_session_alive() {
     let (store, _) = store(|s| s.session.idle_timeout_secs = 2);
     let id = Uuid::new_v4();
     store
-        .append(id, &user_turns(&["hello"]), Some("erin"))
+        .append(id, &user_turns(&["hello"]), Some(&owner("erin")))
         .await
         .unwrap();
     // Three appends 0.9 s apart: 2.7 s old, never idle for 2 s.
@@ -127,7 +143,7 @@ async fn activity_keeps_a_session_alive() {
         let count = store.append(id, &user_turns(&["still here"]), None).await;
         assert!(count.unwrap().is_some(), "alive while touched");
     }
-    assert!(store.get(id).await.unwrap().is_some());
+    assert!(store.get(id, None).await.unwrap().is_some());
     assert_eq!(store.count_active().await.unwrap(), 1);
 }
 
@@ -136,12 +152,12 @@ async fn appends_prune_expired_sessions_from_the_active_set() {
     let (store, prefix) = store(|s| s.session.idle_timeout_secs = 1);
     let old = Uuid::new_v4();
     store
-        .append(old, &user_turns(&["hello"]), Some("old"))
+        .append(old, &user_turns(&["hello"]), Some(&owner("old")))
         .await
         .unwrap();
     until_expired(&store, old).await;
     store
-        .append(Uuid::new_v4(), &user_turns(&["hello"]), Some("new"))
+        .append(Uuid::new_v4(), &user_turns(&["hello"]), Some(&owner("new")))
         .await
         .unwrap();
     let mut redis = redis::Client::open(shared_redis().url())
@@ -155,4 +171,28 @@ async fn appends_prune_expired_sessions_from_the_active_set() {
         .await
         .unwrap();
     assert_eq!(members, 1, "the expired session left the active set");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_only_seen_and_deleted_with_the_key_that_made_it() {
+    let (store, _) = store(|_| {});
+    let (mine, other) = (Some(Uuid::new_v4()), Some(Uuid::new_v4()));
+    let id = Uuid::new_v4();
+    let made_by = Owner {
+        api_key: mine,
+        user_id: "kim".to_owned(),
+    };
+    store
+        .append(id, &user_turns(&["hello"]), Some(&made_by))
+        .await
+        .unwrap();
+    for stranger in [other, None] {
+        assert!(store.get(id, stranger).await.unwrap().is_none());
+        assert!(!store.delete(id, stranger).await.unwrap(), "{stranger:?}");
+    }
+    let (stored, _) = store.recent(id, 5).await.unwrap().unwrap();
+    assert_eq!(stored, made_by);
+    assert_eq!(store.get(id, mine).await.unwrap().unwrap().user_id, "kim");
+    assert!(store.delete(id, mine).await.unwrap());
+    assert!(store.get(id, mine).await.unwrap().is_none());
 }

@@ -6,14 +6,18 @@
 //! | `DELETE /sessions/{id}` | 204, 404 unknown |
 //! | `GET /stats` | 200 `{active_sessions}` |
 //!
+//! A session read or deleted with another API key (the gateway's
+//! `x-chatbot-api-key-id`) than the one that made it is answered 404, as
+//! an unknown one.
+//!
 //! Sessions are created and appended to by chat, through the same
 //! [`session_store`] library, in the step that stores an exchange: there is
 //! no HTTP route for writing turns.
 
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, web};
-use chatbot_common::api::{SessionView, parse_session_id};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chatbot_common::api::{SessionView, api_key_of, parse_session_id};
 use chatbot_common::error::{ApiError, ErrorBody, ErrorChain, ErrorCode};
 use chatbot_common::openapi::{SessionFailures, SessionId};
 use chatbot_common::server::resource;
@@ -83,9 +87,17 @@ fn not_found(id: Uuid) -> ApiError {
 #[utoipa::path(get, path = "/sessions/{id}", params(SessionId),
     responses((status = 200, description = "the session", body = SessionView), SessionFailures)
 )]
-pub(crate) async fn get(id: web::Path<String>, store: Store) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn get(
+    req: HttpRequest,
+    id: web::Path<String>,
+    store: Store,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_session_id(&id)?;
-    match store.with_store(|s| async move { s.get(id).await }).await? {
+    let key = api_key_of(req.headers())?;
+    match store
+        .with_store(|s| async move { s.get(id, key).await })
+        .await?
+    {
         Some(session) => Ok(HttpResponse::Ok().json(session)),
         None => Err(not_found(id)),
     }
@@ -95,10 +107,15 @@ pub(crate) async fn get(id: web::Path<String>, store: Store) -> Result<HttpRespo
 #[utoipa::path(delete, path = "/sessions/{id}", params(SessionId),
     responses((status = 204, description = "deleted"), SessionFailures)
 )]
-pub(crate) async fn delete(id: web::Path<String>, store: Store) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn delete(
+    req: HttpRequest,
+    id: web::Path<String>,
+    store: Store,
+) -> Result<HttpResponse, ApiError> {
     let id = parse_session_id(&id)?;
+    let key = api_key_of(req.headers())?;
     if store
-        .with_store(|s| async move { s.delete(id).await })
+        .with_store(|s| async move { s.delete(id, key).await })
         .await?
     {
         Ok(HttpResponse::NoContent().finish())

@@ -15,6 +15,7 @@ use test_support::{TestRedis, shared_redis};
 struct Guarded {
     url: String,
     keys: KeyStore,
+    db_url: String,
     http: reqwest::Client,
     _sim: ollama_sim::SimServer,
 }
@@ -29,6 +30,7 @@ impl Guarded {
         Self {
             url: serve(gateway::build(&s).unwrap()),
             keys,
+            db_url: s.database.url.expose().to_owned(),
             http: reqwest::Client::new(),
             _sim: sim,
         }
@@ -237,4 +239,104 @@ async fn with_redis_down_each_gateway_limits_on_its_own() {
     redis.stop();
     let token = gw.key("local", Limits::default()).await;
     assert_rejections(burst(&gw, &token, 30).await, "21").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_keys_session_is_not_found() {
+    let gw = Guarded::start(&shared_redis().url(), 1000).await;
+    let mine = gw.key("mine", Limits::default()).await;
+    let theirs = gw.key("theirs", Limits::default()).await;
+    let chat = |token: &Token, body: serde_json::Value| {
+        gw.http
+            .post(format!("{}/api/chat", gw.url))
+            .bearer_auth(token.expose())
+            .json(&body)
+            .send()
+    };
+    let first: serde_json::Value = chat(&mine, json!({"user_id": "u", "message": "hello"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id: uuid::Uuid = first["session_id"].as_str().unwrap().parse().unwrap();
+
+    let read = gw
+        .session(id)
+        .bearer_auth(theirs.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), StatusCode::NOT_FOUND);
+    assert_eq!(code_of(read).await, "session_not_found");
+    let continued = chat(
+        &theirs,
+        json!({"user_id": "u", "message": "hi", "session_id": id}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(continued.status(), StatusCode::NOT_FOUND);
+    let delete = |token: &Token| {
+        gw.http
+            .delete(format!("{}/api/sessions/{id}", gw.url))
+            .bearer_auth(token.expose())
+            .send()
+    };
+    assert_eq!(
+        delete(&theirs).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let own = gw
+        .session(id)
+        .bearer_auth(mine.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), StatusCode::OK, "the owner still has it");
+    assert_eq!(
+        delete(&mine).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_messages_record_the_key() {
+    let gw = Guarded::start(&shared_redis().url(), 1000).await;
+    let token = gw.key("recorded", Limits::default()).await;
+    let answer: serde_json::Value = gw
+        .http
+        .post(format!("{}/api/chat", gw.url))
+        .bearer_auth(token.expose())
+        .json(&json!({"user_id": "u", "message": "hello"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = gw
+        .keys
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.name == "recorded")
+        .unwrap();
+    let db = test_support::app::connect(&gw.db_url).await;
+    let message_id: uuid::Uuid = answer["message_id"].as_str().unwrap().parse().unwrap();
+    let stored = test_support::poll::until("the row to be written", Duration::from_secs(5), || {
+        let db = &db;
+        async move {
+            db.query_opt(
+                "SELECT api_key_id FROM messages WHERE id = $1",
+                &[&message_id],
+            )
+            .await
+            .unwrap()
+            .map(|row| row.get::<_, Option<uuid::Uuid>>(0))
+        }
+    })
+    .await;
+    assert_eq!(stored, Some(key.id));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use session_store::SessionStore;
+use session_store::{Owner, SessionStore};
 use test_support::app::{send_json, serve, settings_on_redis, user_turns};
 use test_support::{TestRedis, poll, shared_redis};
 
@@ -35,7 +35,11 @@ impl App {
     async fn new_session(&self, user: &str, texts: &[&str]) -> String {
         let id = uuid::Uuid::new_v4();
         let turns = user_turns(texts);
-        let stored = self.store.append(id, &turns, Some(user)).await.unwrap();
+        let owner = Owner {
+            api_key: None,
+            user_id: user.to_owned(),
+        };
+        let stored = self.store.append(id, &turns, Some(&owner)).await.unwrap();
         assert_eq!(stored, Some(texts.len()));
         id.to_string()
     }
