@@ -178,6 +178,8 @@ async fn spans_go_to_otlp_and_logs_to_rotated_files_when_configured() {
         "gateway",
         &env(&[
             ("CHATBOT__GATEWAY__SERVER__PORT", "0".into()),
+            // A gateway on its own, without the key table: keys off.
+            ("CHATBOT__AUTH__ENABLED", "false".into()),
             ("CHATBOT__TRACING__OTLP_ENDPOINT", endpoint),
             ("OTEL_BSP_SCHEDULE_DELAY", "100".into()),
             ("CHATBOT__LOG__DIR", log_dir.display().to_string()),
@@ -256,6 +258,14 @@ async fn spans_go_to_otlp_and_logs_to_rotated_files_when_configured() {
         logged.push_str(&text);
     }
     assert!(logged.contains("/api/sessions/not-a-uuid"), "{logged}");
+    assert!(
+        gateway
+            .logs()
+            .iter()
+            .any(|line| line.contains("\"log.level\":\"warn\"")
+                && line.contains("auth.enabled = false")),
+        "running without keys is announced"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     let missing = loop {
         let stdout = gateway.logs();

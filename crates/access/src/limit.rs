@@ -32,6 +32,9 @@ pub const REDIS_BUDGET: Duration = Duration::from_millis(250);
 pub const REDIS_BACKOFF: Duration = Duration::from_secs(1);
 /// The period limits are counted over.
 const PERIOD_MICROS: i64 = 60_000_000;
+/// The highest limit a minute (one request a microsecond): GCRA's interval
+/// must stay at least one microsecond.
+pub const MAX_PER_MINUTE: u32 = 60_000_000;
 
 /// The outcome of one check, with what the `RateLimit-*` headers say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +54,7 @@ pub struct Decision {
 /// One GCRA step at `now` (µs) for `limit` a minute over the stored `tat`;
 /// returns the decision and the TAT to store (`None`: rejected, unchanged).
 pub fn gcra(tat: Option<i64>, now: i64, limit: u32) -> (Decision, Option<i64>) {
-    let limit = i64::from(limit.max(1));
+    let limit = i64::from(limit.clamp(1, MAX_PER_MINUTE));
     let interval = PERIOD_MICROS / limit;
     let tat = tat.unwrap_or(now).max(now);
     let new_tat = tat + interval;
@@ -73,7 +76,8 @@ pub fn gcra(tat: Option<i64>, now: i64, limit: u32) -> (Decision, Option<i64>) {
     (decision, Some(new_tat))
 }
 
-/// [`gcra`] in Redis: KEYS[1] the key's TAT, ARGV[1] the limit a minute.
+/// [`gcra`] in Redis: KEYS[1] the key's TAT, ARGV[1] the limit a minute
+/// (1 to [`MAX_PER_MINUTE`]).
 /// Returns `{allowed, remaining, reset µs, retry-after µs}`.
 pub static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
@@ -90,7 +94,7 @@ pub static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
             return {0, 0, tat - now, allow_at - now}
         end
         redis.call('SET', KEYS[1], string.format('%d', new_tat),
-            'PX', math.ceil((new_tat - now) / 1000))
+            'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
         return {1, math.floor((now - allow_at) / interval), new_tat - now, 0}
         ",
     )
@@ -126,8 +130,10 @@ impl Limiter {
         }
     }
 
-    /// Counts one request of key `id`, limited to `limit` a minute.
+    /// Counts one request of key `id`, limited to `limit` a minute (at most
+    /// [`MAX_PER_MINUTE`]).
     pub async fn check(&self, id: Uuid, limit: u32) -> Decision {
+        let limit = limit.clamp(1, MAX_PER_MINUTE);
         if !self.redis_resting() {
             match tokio::time::timeout(REDIS_BUDGET, self.check_in_redis(id, limit)).await {
                 Ok(Ok(decision)) => {
@@ -145,12 +151,12 @@ impl Limiter {
         let mut conn = self.redis.get().await?;
         let (allowed, remaining, reset, retry_after): (u8, u32, u64, u64) = SCRIPT
             .key(format!("{}ratelimit:{id}", self.prefix))
-            .arg(limit.max(1))
+            .arg(limit)
             .invoke_async(&mut conn)
             .await?;
         Ok(Decision {
             allowed: allowed == 1,
-            limit: limit.max(1),
+            limit,
             remaining,
             reset: Duration::from_micros(reset),
             retry_after: Duration::from_micros(retry_after),
@@ -224,6 +230,16 @@ mod tests {
         let (later, _) = gcra(tat, now + 3_000_000, 20);
         assert!(later.allowed, "one more after 60 s / 20");
         assert_eq!(later.remaining, 0);
+    }
+
+    #[test]
+    fn the_highest_limits_do_not_break_the_arithmetic() {
+        for limit in [MAX_PER_MINUTE, u32::MAX] {
+            let (decision, tat) = gcra(None, 0, limit);
+            assert!(decision.allowed);
+            assert_eq!(decision.limit, MAX_PER_MINUTE);
+            assert_eq!(tat, Some(1));
+        }
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub enum KeysAction {
         #[arg(long)]
         admin: bool,
         /// Its own limit of requests a minute (default: limits.requests_per_minute).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=60_000_000))]
         rpm: Option<u32>,
     },
     /// Every key, revoked ones included (never the keys themselves).
