@@ -246,7 +246,9 @@ demo() {
     [ "$(curl -s "$gw/health" | jq -r .status)" = OK ] && break
     sleep 0.2
   done
-  curl -s "$gw/health" | jq -c '{status, services: (.services | map_values(.status))}'
+  curl -s "$gw/health" | jq -c .
+  say "Its details (on the aggregator's internal port; on the gateway, for admin API keys only)"
+  curl -s "http://127.0.0.1:$AGGREGATOR_PORT/health" | jq -c '{status, services: (.services | map_values(.status))}'
   say "The stack is running"
   cat <<EOT
   API key      $key  (demo; also in $STATE/demo-api-key)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates the secret files docker-compose.yml reads, in deploy/compose/secrets/
-# (or $CHATBOT_SECRETS_DIR): a random database and Grafana admin password,
+# (or $CHATBOT_SECRETS_DIR): a random database and Grafana admin password, a
+# random token between the services,
 # and empty n8n and Alertmanager receiver settings to fill in. Never
 # overwrites a file that exists. The directory is private (0700); the files
 # are readable (0644) because Compose bind-mounts them as they are and the
@@ -18,6 +19,7 @@ write() { # name value
 random() { head -c 24 /dev/urandom | base64 | tr -d '/+=' ; }
 write db_password "$(random)"
 write grafana_admin_password "$(random)"
+write internal_token "$(random)"
 # Fill these in to turn the integrations on (see docs/deployment.md).
 write n8n_webhook_url ""
 write slack_webhook_url "http://127.0.0.1:9/slack-webhook-not-configured"

@@ -94,7 +94,17 @@ async fn a_conversation_through_the_gateway() {
         "the gateway relays the verdict: {relayed}"
     );
     assert_eq!(relayed["status"], "OK");
-    assert_eq!(relayed["services"]["redis"]["status"], "OK");
+    assert_eq!(
+        relayed["services"]["redis"]["status"], "OK",
+        "an admin key sees the details: {relayed}"
+    );
+    let (_, anonymous) =
+        send_json(reqwest::Client::new().get(format!("{}/health", stack.gateway.base_url()))).await;
+    assert_eq!(anonymous["status"], "OK");
+    assert!(
+        anonymous.get("services").is_none() && anonymous.get("checks").is_none(),
+        "anonymous callers see the status only: {anonymous}"
+    );
     stack.sim.terminate();
     let (status, answer) = stack
         .chat(json!({"user_id": "e2e-user", "message": "are you there?"}))

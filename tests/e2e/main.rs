@@ -16,6 +16,7 @@ mod monitoring;
 mod openapi_fuzz;
 mod ops;
 mod readme_command;
+mod secrets;
 mod shutdown;
 mod traces;
 
@@ -56,11 +57,12 @@ pub(crate) struct Stack {
     pub(crate) api_key: String,
 }
 
-/// Makes an API key with `chatbot-ops keys create` (a limit no test reaches).
+/// Makes an admin API key (it sees `/health` details) with `chatbot-ops
+/// keys create`, with a limit no test reaches.
 fn create_api_key(db_url: &str) -> String {
     let output = std::process::Command::new(test_support::process::binary_path("chatbot-ops"))
         .args([
-            "keys", "create", "--name", "e2e", "--rpm", "1000000", "--json",
+            "keys", "create", "--name", "e2e", "--admin", "--rpm", "1000000", "--json",
         ])
         .envs(env(&[("CHATBOT__DATABASE__URL", db_url.to_owned())]))
         .output()

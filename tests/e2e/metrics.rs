@@ -60,6 +60,13 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
         .send()
         .await
         .unwrap();
+    let refused = reqwest::Client::new()
+        .post(format!("{gateway}/api/chat"))
+        .json(&json!({"user_id": "m", "message": "no key"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
     stack.sim.terminate();
     let (status, _) = stack
         .chat(json!({"user_id": "m", "message": "still there?"}))
@@ -67,6 +74,13 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
     assert_eq!(status, 503);
 
     let gw = scrape(&stack.http, &format!("{gateway}/metrics")).await;
+    assert!(
+        has(
+            &gw,
+            "chatbot_rejected_requests_total{reason=\"unauthorized\""
+        ),
+        "{gw}"
+    );
     assert!(
         has(
             &gw,

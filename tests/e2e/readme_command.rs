@@ -65,6 +65,10 @@ fn run_local_shows_a_chat_and_stops_cleanly() {
         out.contains("{\"status\":\"OK\",\"services\":{"),
         "the health verdict is shown:\n{out}"
     );
+    assert!(
+        out.contains("Making the demo API key") && out.contains("API key      cbk_"),
+        "the demo key is made and shown:\n{out}"
+    );
     let logs = std::path::Path::new(&state).join("logs");
     assert!(logs.join("chat.log").exists() && logs.join("chat.error.log").exists());
     let stop_out = String::from_utf8_lossy(&stopped.stdout);

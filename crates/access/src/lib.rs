@@ -8,19 +8,23 @@
 //! - [`cache`]: the gateway's copy of the active keys, reloaded every
 //!   `auth.refresh_secs`, so a request is checked without a database round
 //!   trip and a revocation takes effect within that period.
-//! - [`limit`]: requests per minute and concurrent streams per key, shared by
-//!   every gateway replica through Redis (one atomic script per check), with a
-//!   per-instance limiter when Redis cannot be reached.
+//! - [`limit`]: requests per minute per key, and [`streams`]: streamed
+//!   answers at once per key, both shared by every gateway replica through
+//!   Redis (one atomic script per check), with this replica's own count when
+//!   Redis cannot be reached ([`fallback`]).
 //!
 //! The table's migration is `crates/chat/migrations/0002_api_keys.sql`, in the
 //! one migration sequence chat applies.
 
 pub mod cache;
+pub mod fallback;
 pub mod limit;
 pub mod store;
+pub mod streams;
 pub mod token;
 
 pub use cache::{AuthError, KeyCache};
 pub use limit::{Decision, Limiter};
 pub use store::{ApiKey, KeyStore, Limits, StoreError};
+pub use streams::{Slot, StreamSlots};
 pub use token::Token;

@@ -9,11 +9,11 @@
 //! per-instance limiter that applies while Redis cannot be reached, and the
 //! specification the script is tested against.
 //!
-//! When Redis fails or takes longer than [`REDIS_BUDGET`], this replica limits
-//! on its own for [`REDIS_BACKOFF`] before trying Redis again (logged at ERROR
-//! once when it starts and once when it ends): never closed for everyone,
-//! never open without limit, though with `R` replicas a key may get up to
-//! `R × L` a minute during the outage.
+//! When Redis fails or takes longer than
+//! [`REDIS_BUDGET`](crate::fallback::REDIS_BUDGET), this replica limits on
+//! its own for a second before trying Redis again ([`crate::fallback`]):
+//! never closed for everyone, never open without limit, though with `R`
+//! replicas a key may get up to `R × L` a minute during the outage.
 //!
 //! Why not `governor`: its GCRA is per process only, and its quota is fixed per
 //! limiter, while ours differs per key and must give the same answers and
@@ -21,15 +21,11 @@
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chatbot_common::error::ErrorChain;
 use uuid::Uuid;
 
-/// How long a check may wait for Redis before this replica limits alone.
-pub const REDIS_BUDGET: Duration = Duration::from_millis(250);
-/// How long this replica limits alone after Redis failed.
-pub const REDIS_BACKOFF: Duration = Duration::from_secs(1);
+use crate::fallback::{Fallback, RedisFailure};
 /// The period limits are counted over.
 const PERIOD_MICROS: i64 = 60_000_000;
 /// The highest limit a minute (one request a microsecond): GCRA's interval
@@ -100,33 +96,23 @@ pub static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-/// Why Redis could not decide.
-#[derive(Debug, thiserror::Error)]
-enum RedisFailure {
-    #[error("no Redis connection")]
-    Pool(#[from] deadpool_redis::PoolError),
-    #[error("the rate-limit script failed")]
-    Script(#[from] redis::RedisError),
-    #[error("Redis took longer than {REDIS_BUDGET:?}")]
-    Timeout,
-}
-
 /// The per-key limiter of one gateway replica.
 pub struct Limiter {
-    redis: deadpool_redis::Pool,
+    redis: redis::aio::ConnectionManager,
     prefix: String,
     local: Mutex<HashMap<Uuid, i64>>,
-    redis_down_until: Mutex<Option<Instant>>,
+    fallback: Fallback,
 }
 
 impl Limiter {
-    /// Limits kept in `redis` under `prefix` (`session.key_prefix`).
-    pub fn new(redis: deadpool_redis::Pool, prefix: &str) -> Self {
+    /// Limits kept in `redis` (see `chatbot_common::pools::redis_shared`)
+    /// under `prefix` (`session.key_prefix`).
+    pub fn new(redis: redis::aio::ConnectionManager, prefix: &str) -> Self {
         Self {
             redis,
             prefix: prefix.to_owned(),
             local: Mutex::new(HashMap::new()),
-            redis_down_until: Mutex::new(None),
+            fallback: Fallback::new("rate limits"),
         }
     }
 
@@ -134,21 +120,14 @@ impl Limiter {
     /// [`MAX_PER_MINUTE`]).
     pub async fn check(&self, id: Uuid, limit: u32) -> Decision {
         let limit = limit.clamp(1, MAX_PER_MINUTE);
-        if !self.redis_resting() {
-            match tokio::time::timeout(REDIS_BUDGET, self.check_in_redis(id, limit)).await {
-                Ok(Ok(decision)) => {
-                    self.redis_answered();
-                    return decision;
-                }
-                Ok(Err(failure)) => self.redis_failed(&failure),
-                Err(_) => self.redis_failed(&RedisFailure::Timeout),
-            }
+        match self.fallback.ask(self.check_in_redis(id, limit)).await {
+            Some(decision) => decision,
+            None => self.check_locally(id, limit),
         }
-        self.check_locally(id, limit)
     }
 
     async fn check_in_redis(&self, id: Uuid, limit: u32) -> Result<Decision, RedisFailure> {
-        let mut conn = self.redis.get().await?;
+        let mut conn = self.redis.clone();
         let (allowed, remaining, reset, retry_after): (u8, u32, u64, u64) = SCRIPT
             .key(format!("{}ratelimit:{id}", self.prefix))
             .arg(limit)
@@ -173,38 +152,6 @@ impl Limiter {
             local.insert(id, new_tat);
         }
         decision
-    }
-
-    fn redis_resting(&self) -> bool {
-        let until = self
-            .redis_down_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        until.is_some_and(|until| Instant::now() < until)
-    }
-
-    fn redis_failed(&self, failure: &RedisFailure) {
-        let mut until = self
-            .redis_down_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if until.is_none() {
-            tracing::error!(
-                error = %ErrorChain(failure),
-                "rate limits: Redis unreachable, this replica limits on its own"
-            );
-        }
-        *until = Some(Instant::now() + REDIS_BACKOFF);
-    }
-
-    fn redis_answered(&self) {
-        let mut until = self
-            .redis_down_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if until.take().is_some() {
-            tracing::error!("rate limits: Redis is back, limits are shared again");
-        }
     }
 }
 

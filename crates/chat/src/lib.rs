@@ -82,6 +82,7 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
     });
     let (for_db, database) = (exchange.clone(), Arc::new(Postgres(pool)));
     Ok(ServiceBuilder::new("chat", &settings.chat.server)
+        .internal(settings.internal.token.as_ref())
         .readiness(
             "database",
             probe_fn(move || {

@@ -62,6 +62,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Default per-key limits.
     pub limits: LimitSettings,
+    /// Calls between the services.
+    pub internal: InternalSettings,
 }
 
 /// A failure to load the configuration; its message is one line naming the
@@ -185,6 +187,14 @@ impl Settings {
         }
         if self.chat.model.is_empty() {
             return fail("chat.model", "must not be empty");
+        }
+        if self
+            .internal
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16)
+        {
+            return fail("internal.token", "must be at least 16 characters when set");
         }
         Ok(())
     }
@@ -332,6 +342,11 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
+    /// Whether the listener is reachable from other hosts.
+    pub fn beyond_loopback(&self) -> bool {
+        !self.host.is_loopback()
+    }
+
     /// Listening on `127.0.0.1:port` with default workers and grace.
     pub const fn on(port: u16) -> Self {
         Self {
@@ -365,12 +380,29 @@ pub struct GatewaySettings {
     pub upstream_timeout_secs: u64,
     /// Base URL of the health aggregator, whose verdict `GET /health` serves.
     pub aggregator_url: String,
-    /// Include per-component details in the gateway's `/health`; off, public
-    /// callers see only the status.
+    /// Per-component details in the gateway's `/health`, for admin API keys
+    /// (or everyone when keys are off); off, nobody sees them there.
     pub health_details: bool,
     /// How long the gateway keeps the aggregator's verdict before asking
     /// again, in milliseconds; 0 asks on every `/health`.
     pub health_cache_ms: u64,
+    /// Cross-origin requests from browsers to the public API.
+    pub cors: CorsSettings,
+}
+
+/// Which web pages (origins) may call the public API from a browser.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Origins such as `https://app.example.com`, or `*` for any; empty:
+    /// no cross-origin access (no CORS headers are sent).
+    pub allowed_origins: Vec<String>,
+    /// Methods a page may use.
+    pub allowed_methods: Vec<String>,
+    /// Request headers a page may send.
+    pub allowed_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer, in seconds.
+    pub max_age_secs: usize,
 }
 
 /// The chat service.
@@ -475,12 +507,25 @@ pub struct AuthSettings {
     pub refresh_secs: u64,
 }
 
+/// Calls between the services (see `crate::server::ServiceBuilder::internal`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalSettings {
+    /// The shared secret the gateway (and `chatbot-ops`) send to chat,
+    /// session and the aggregator, which require it whenever it is set and
+    /// refuse to start without it when they listen beyond loopback. Set it
+    /// from a file: `CHATBOT__INTERNAL__TOKEN_FILE`.
+    pub token: Option<Secret>,
+}
+
 /// Per-key limits, for keys that do not set their own.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSettings {
     /// Requests a minute (GCRA: this many at once, then evenly spread).
     pub requests_per_minute: u32,
+    /// Streamed answers open at the same time.
+    pub concurrent_streams: u32,
 }
 
 /// The health aggregator.
@@ -754,7 +799,19 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s = Settings::default();
-        assert!(!format!("{s:?}").contains("chatbot:chatbot@"));
+        let mut s = Settings::default();
+        s.database.password = Some("the-db-password".into());
+        s.internal.token = Some("the-internal-token".into());
+        let printed = format!("{s:?}");
+        for secret in ["chatbot:chatbot@", "the-db-password", "the-internal-token"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+    }
+
+    #[test]
+    fn a_short_internal_token_is_refused() {
+        let err = load_with("[internal]\ntoken = \"short\"\n", &[]).err();
+        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("internal.token"), "{msg}");
     }
 }

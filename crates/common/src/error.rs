@@ -23,6 +23,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// The API key's request rate is over its limit (429).
     RateLimited,
+    /// A browser's cross-origin request that the CORS settings do not allow
+    /// (403).
+    CorsRejected,
     /// The session does not exist or has expired (404).
     SessionNotFound,
     /// No such route (404).
@@ -52,6 +55,7 @@ impl ErrorCode {
             Self::InvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::CorsRejected => StatusCode::FORBIDDEN,
             Self::SessionNotFound | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::LlmError => StatusCode::BAD_GATEWAY,
@@ -69,6 +73,7 @@ impl ErrorCode {
             Self::InvalidRequest => "invalid_request",
             Self::Unauthorized => "unauthorized",
             Self::RateLimited => "rate_limited",
+            Self::CorsRejected => "cors_rejected",
             Self::SessionNotFound => "session_not_found",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -82,12 +87,13 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::MalformedJson,
         Self::PayloadTooLarge,
         Self::InvalidRequest,
         Self::Unauthorized,
         Self::RateLimited,
+        Self::CorsRejected,
         Self::SessionNotFound,
         Self::NotFound,
         Self::MethodNotAllowed,

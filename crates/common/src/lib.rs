@@ -34,6 +34,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod internal;
 pub mod logging;
 pub mod openapi;
 pub mod pools;

@@ -33,6 +33,10 @@ pub enum PoolSetupError {
     #[cfg(feature = "redis")]
     #[error("the Redis pool could not be built (check redis.url)")]
     Redis(#[from] deadpool_redis::CreatePoolError),
+    /// `redis.url` is not a Redis URL.
+    #[cfg(feature = "redis")]
+    #[error("redis.url is not a valid Redis URL")]
+    RedisUrl(#[source] redis::RedisError),
 }
 
 /// A PostgreSQL pool.
@@ -80,6 +84,27 @@ pub fn redis(settings: &RedisSettings) -> Result<deadpool_redis::Pool, PoolSetup
         ..PoolConfig::default()
     });
     Ok(config.create_pool(Some(Runtime::Tokio1))?)
+}
+
+/// One multiplexed Redis connection, shared by every caller and reconnected
+/// by itself (redis's `ConnectionManager`), for hot paths that make one small
+/// call per request: calls are pipelined on it, and there is no pool
+/// checkout, which with deadpool-redis costs a second round trip per call
+/// (it pings every connection it hands out again). It connects on first use;
+/// every call and every connection attempt is bounded by `redis.timeout_ms`.
+#[cfg(feature = "redis")]
+pub fn redis_shared(
+    settings: &RedisSettings,
+) -> Result<redis::aio::ConnectionManager, PoolSetupError> {
+    use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+    let timeout = Duration::from_millis(settings.timeout_ms);
+    let client = redis::Client::open(settings.url.expose()).map_err(PoolSetupError::RedisUrl)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(timeout);
+    ConnectionManager::new_lazy_with_config(client, config).map_err(PoolSetupError::RedisUrl)
 }
 
 /// A pool's connections at one moment.

@@ -38,9 +38,10 @@ use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use tracing::Instrument;
 
-use crate::config::{ServerSettings, Settings};
+use crate::config::{Secret, ServerSettings, Settings};
 use crate::error::{ApiError, ErrorCode};
 use crate::health::{ReadinessReport, Required, run_checks};
+use crate::internal::InternalToken;
 use crate::probe::Probe;
 use crate::{telemetry, trace_context};
 
@@ -112,6 +113,9 @@ pub struct ServiceBuilder {
     openapi: utoipa::openapi::OpenApi,
     tasks: TaskTracker,
     inflight: Inflight,
+    /// `None`: a public service; `Some(token)`: an internal one, with the
+    /// token it requires if one is set.
+    internal: Option<Option<Secret>>,
 }
 
 /// A bound, not yet running, service.
@@ -144,6 +148,7 @@ impl ServiceBuilder {
             openapi: utoipa::openapi::OpenApi::default(),
             tasks: TaskTracker::new(),
             inflight: Inflight::default(),
+            internal: None,
         }
     }
 
@@ -173,11 +178,39 @@ impl ServiceBuilder {
         self
     }
 
+    /// Marks an internal service: its routes (all but `/livez`, `/readyz`
+    /// and `/metrics`) require `token` when it is set, and binding beyond
+    /// loopback without one fails ([`crate::internal`]).
+    pub fn internal(mut self, token: Option<&Secret>) -> Self {
+        self.internal = Some(token.cloned());
+        self
+    }
+
+    /// The token check the listener needs, if any.
+    fn internal_token(&self) -> io::Result<Option<InternalToken>> {
+        match &self.internal {
+            None => Ok(None),
+            Some(Some(token)) => Ok(Some(InternalToken::new(token))),
+            Some(None) if !self.settings.beyond_loopback() => Ok(None),
+            Some(None) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "internal.token is required: {} listens on {} (beyond loopback), where \
+                     anyone could call its API; set CHATBOT__INTERNAL__TOKEN_FILE (the same \
+                     token on the gateway) or bind 127.0.0.1",
+                    self.name,
+                    self.settings.addr()
+                ),
+            )),
+        }
+    }
+
     /// Binds the listener and builds the server with the service's routes.
     pub fn bind<F>(self, routes: F) -> io::Result<RunningService>
     where
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
+        let internal = self.internal_token()?.map(web::Data::new);
         let openapi = crate::openapi::with_common_routes(self.openapi);
         let common = Common {
             checks: self.checks.into(),
@@ -188,7 +221,11 @@ impl ServiceBuilder {
         let draining = common.draining.clone();
         let grace = Duration::from_secs(self.settings.shutdown_grace_secs);
         let mut server = HttpServer::new(move || {
-            App::new()
+            let mut app = App::new();
+            if let Some(token) = &internal {
+                app = app.app_data(token.clone());
+            }
+            app.wrap(from_fn(crate::internal::require))
                 .wrap(from_fn(track_requests))
                 .wrap(from_fn(telemetry::http_metrics))
                 .wrap(from_fn(trace_context::trace_requests))

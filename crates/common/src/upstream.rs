@@ -29,7 +29,17 @@ pub struct Upstream {
 /// Builds the shared client: keep-alive pool, connect timeout, no proxy
 /// (services talk over the local network, never through `HTTP_PROXY`).
 pub fn http_client(connect_timeout: Duration) -> reqwest::Client {
+    internal_client(connect_timeout, None)
+}
+
+/// [`http_client`] that sends `internal.token` with every call, for calls to
+/// chat, session and the aggregator ([`crate::internal`]).
+pub fn internal_client(
+    connect_timeout: Duration,
+    token: Option<&crate::config::Secret>,
+) -> reqwest::Client {
     reqwest::Client::builder()
+        .default_headers(crate::internal::client_headers(token))
         .connect_timeout(connect_timeout)
         // Shorter than the servers' keep-alive (`server::KEEP_ALIVE`), so a
         // pooled connection is never reused just as the server closes it.
@@ -193,6 +203,13 @@ impl Relayed {
     /// The response to send to our client. If an upstream stream breaks, the
     /// client gets a final `error` event instead of a silently cut reply.
     pub fn into_response(self) -> HttpResponse {
+        self.into_response_holding(())
+    }
+
+    /// [`Relayed::into_response`], keeping `held` alive until the body has
+    /// been sent or the client has gone (a stream slot, for example).
+    pub fn into_response_holding<T: 'static>(self, held: T) -> HttpResponse {
+        use futures::StreamExt;
         match self {
             Self::Whole(status, body, _) if body.is_empty() => HttpResponse::build(status).finish(),
             Self::Whole(status, body, _) => HttpResponse::build(status)
@@ -202,7 +219,10 @@ impl Relayed {
                 .content_type("text/event-stream")
                 .insert_header(("Cache-Control", "no-cache"))
                 .insert_header(("X-Accel-Buffering", "no"))
-                .streaming(relay_events(response)),
+                .streaming(relay_events(response).map(move |chunk| {
+                    let _held = &held;
+                    chunk
+                })),
         }
     }
 }

@@ -13,13 +13,18 @@
 //! | 429 | `rate_limited` | `Retry-After`, `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` |
 //! | 503 | `service_unavailable` | `Retry-After` (the keys could not be loaded yet) |
 //!
+//! A streamed chat also takes one of the key's stream slots
+//! ([`Access::stream_slot`]) for as long as it lasts; past
+//! `limits.concurrent_streams` (or the key's own) it is 429 `rate_limited`
+//! with `Retry-After: 1`.
+//!
 //! Rejections are counted in `chatbot_rejected_requests{reason}` (`reason`
 //! is `unauthorized` or `rate_limited`). With `auth.enabled = false` the
 //! guard lets everything through, unlimited.
 
 use std::sync::Arc;
 
-use access::{ApiKey, AuthError, Decision, KeyCache, Limiter};
+use access::{ApiKey, AuthError, Decision, KeyCache, Limiter, Slot, StreamSlots};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -34,6 +39,7 @@ use opentelemetry::metrics::{Counter, Meter};
 pub struct Access {
     keys: Arc<KeyCache>,
     limiter: Limiter,
+    streams: Arc<StreamSlots>,
     defaults: LimitSettings,
     retry_secs: u64,
     rejected: Counter<u64>,
@@ -44,11 +50,12 @@ pub struct Access {
 pub struct Caller(pub Arc<ApiKey>);
 
 impl Access {
-    /// Checks keys from `keys`, limits through `limiter` with `defaults` for
-    /// keys without their own; `retry_secs` is the key reload period.
+    /// Checks keys from `keys`, limits through `limiter` and `streams` with
+    /// `defaults` for keys without their own; `retry_secs` is the key reload
+    /// period.
     pub fn new(
         keys: Arc<KeyCache>,
-        limiter: Limiter,
+        (limiter, streams): (Limiter, Arc<StreamSlots>),
         defaults: LimitSettings,
         retry_secs: u64,
         meter: &Meter,
@@ -60,19 +67,44 @@ impl Access {
         Self {
             keys,
             limiter,
+            streams,
             defaults,
             retry_secs,
             rejected,
         }
     }
 
+    /// One of `key`'s stream slots, held until the stream ends; the 429 to
+    /// send when they are all taken.
+    pub async fn stream_slot(&self, key: &ApiKey) -> Result<Slot, HttpResponse> {
+        let max = key
+            .limits
+            .concurrent_streams
+            .unwrap_or(self.defaults.concurrent_streams);
+        if let Some(slot) = self.streams.acquire(key.id, max).await {
+            return Ok(slot);
+        }
+        self.count("rate_limited");
+        let error = ApiError::new(
+            ErrorCode::RateLimited,
+            format!("over this key's limit of {max} streams at once"),
+        );
+        let headers = vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))];
+        Err(Rejection { error, headers }.response())
+    }
+
+    /// Whether `headers` carry a valid admin key (for `/health` details;
+    /// not counted against any limit).
+    pub fn is_admin(&self, headers: &HeaderMap) -> bool {
+        self.keys
+            .authenticate(authorization(headers))
+            .is_ok_and(|key| key.admin)
+    }
+
     async fn admit(&self, headers: &HeaderMap) -> Result<(Arc<ApiKey>, Decision), Rejection> {
-        let authorization = headers
-            .get(header::AUTHORIZATION)
-            .map(|value| value.to_str().unwrap_or_default());
         let key = self
             .keys
-            .authenticate(authorization)
+            .authenticate(authorization(headers))
             .map_err(|error| self.unauthenticated(error))?;
         let limit = key
             .limits
@@ -118,6 +150,12 @@ impl Access {
     fn count(&self, reason: &'static str) {
         self.rejected.add(1, &[KeyValue::new("reason", reason)]);
     }
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(|value| value.to_str().unwrap_or_default())
 }
 
 /// A refused request: the error and the headers that explain it.

@@ -1,10 +1,18 @@
 //! `GET /health` on the gateway: the health aggregator's cached verdict, so
 //! `curl localhost:3001/health` works as operators expect.
 //!
-//! The status code, body and `Cache-Control` are the aggregator's. With
-//! `gateway.health_details = false` public callers see only `status`,
-//! `timestamp` and `version`. When the aggregator itself cannot be reached the
-//! answer is a 503 `ERROR` verdict saying so.
+//! The status code, body and `Cache-Control` are the aggregator's. Who sees
+//! the per-component details (`services`, `checks`):
+//!
+//! - with API keys on, callers presenting an admin key
+//!   (`chatbot-ops keys create --admin`); everyone else sees only `status`,
+//!   `timestamp` and `version`;
+//! - with API keys off, everyone;
+//! - with `gateway.health_details = false`, nobody (the aggregator's own
+//!   port still serves them to the internal network).
+//!
+//! When the aggregator itself cannot be reached the answer is a 503 `ERROR`
+//! verdict saying so.
 //!
 //! The gateway keeps the answer for `gateway.health_cache_ms` (1 s by
 //! default; 0 asks the aggregator every time). Once it is older, one request
@@ -19,10 +27,11 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chatbot_common::upstream::Upstream;
 use chatbot_common::verdict::{MEDIA_TYPE, Summary, Verdict};
 
+use crate::access::Access;
 use crate::routes::State;
 
 /// How long the aggregator may take: it answers from memory, so slower
@@ -38,12 +47,13 @@ pub struct HealthRelay {
     refreshing: tokio::sync::Mutex<()>,
 }
 
-/// One answer, ready to send again.
+/// One answer, ready to send again, with and without the details.
 #[derive(Clone)]
 struct Rendered {
     status: StatusCode,
     cache_control: Option<String>,
-    body: Bytes,
+    full: Bytes,
+    summary: Bytes,
 }
 
 impl HealthRelay {
@@ -92,15 +102,18 @@ impl HealthRelay {
     }
 
     fn render(&self, answer: Answer) -> Rendered {
-        let body = if self.details {
-            serde_json::to_vec(&answer.verdict)
+        let summary =
+            Bytes::from(serde_json::to_vec(&answer.verdict.summary()).unwrap_or_default());
+        let full = if self.details {
+            Bytes::from(serde_json::to_vec(&answer.verdict).unwrap_or_default())
         } else {
-            serde_json::to_vec(&answer.verdict.summary())
+            summary.clone()
         };
         Rendered {
             status: answer.status,
             cache_control: answer.cache_control,
-            body: Bytes::from(body.unwrap_or_default()),
+            full,
+            summary,
         }
     }
 }
@@ -148,19 +161,23 @@ fn unreachable(reason: &str) -> Answer {
 
 /// The aggregate health verdict (cached by the health aggregator).
 ///
-/// With `gateway.health_details` the body is the whole verdict (`services`
-/// and `checks` too); otherwise status, time and version only.
+/// For an admin API key (or anyone, with keys off) the body is the whole
+/// verdict (`services` and `checks` too); otherwise status, time and
+/// version only.
 #[utoipa::path(get, path = "/health", responses(
     (status = 200, description = "OK or WARN", body = Summary, content_type = "application/health+json"),
     (status = 503, description = "ERROR, or the aggregator is unreachable", body = Summary,
         content_type = "application/health+json")
 ))]
-pub async fn health(state: web::Data<State>) -> HttpResponse {
+pub async fn health(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    let details = req
+        .app_data::<web::Data<Access>>()
+        .is_none_or(|access| access.is_admin(req.headers()));
     let answer = state.health.answer().await;
     let mut response = HttpResponse::build(answer.status);
     response.content_type(MEDIA_TYPE);
     if let Some(cache_control) = answer.cache_control {
         response.insert_header(("Cache-Control", cache_control));
     }
-    response.body(answer.body)
+    response.body(if details { answer.full } else { answer.summary })
 }

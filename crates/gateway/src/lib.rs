@@ -6,6 +6,7 @@
 //! the answer, streams included. Start with [`routes`].
 
 pub mod access;
+pub mod cors;
 pub mod health;
 pub mod overhead;
 pub mod routes;
@@ -13,13 +14,13 @@ pub mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::access::{KeyCache, KeyStore, Limiter};
+use ::access::{KeyCache, KeyStore, Limiter, StreamSlots};
 use actix_web::web;
 use chatbot_common::config::Settings;
 use chatbot_common::pools;
 use chatbot_common::probe::{CheckError, Endpoint, probe_fn};
 use chatbot_common::server::{RunningService, ServiceBuilder};
-use chatbot_common::upstream::{Upstream, http_client};
+use chatbot_common::upstream::{Upstream, internal_client};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -30,7 +31,8 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     let tasks = TaskTracker::new();
     let stop = CancellationToken::new();
     let access = access_control(settings, &meter, &tasks, &stop)?;
-    let client = http_client(Duration::from_secs(2));
+    // chat, session and the aggregator are internal: every call carries the token.
+    let client = internal_client(Duration::from_secs(2), settings.internal.token.as_ref());
     let state = Arc::new(routes::State {
         chat: Upstream::spread("chat", &gw.chat_url, client.clone()),
         session: Upstream::spread("session", &gw.session_url, client.clone()),
@@ -62,10 +64,12 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
         );
     }
     let access = access.map(|(access, _)| web::Data::new(access));
+    cors::validate(&gw.cors)?;
+    let cors = gw.cors.clone();
     let service = service
         .openapi(routes::document(settings.chat.max_message_chars))
         .tasks(tasks)
-        .bind(move |cfg| routes::configure(cfg, state.clone(), access.clone()))?;
+        .bind(move |cfg| routes::configure(cfg, state.clone(), access.clone(), &cors))?;
     Ok(service.on_stop(stop))
 }
 
@@ -85,13 +89,19 @@ fn access_control(
         return Ok(None);
     }
     let postgres = pools::postgres(&settings.database).map_err(std::io::Error::other)?;
-    let redis = pools::redis(&settings.redis).map_err(std::io::Error::other)?;
+    let redis = pools::redis_shared(&settings.redis).map_err(std::io::Error::other)?;
     let keys = KeyCache::new(KeyStore::new(postgres));
     let refresh = Duration::from_secs(settings.auth.refresh_secs.max(1));
     tasks.spawn(keys.clone().run_every(refresh, stop.clone()));
+    // A stream lasts at most chat's total timeout; the lease adds a margin.
+    let lease = Duration::from_millis(settings.chat.timeouts.total_ms) + Duration::from_secs(30);
+    let prefix = &settings.session.key_prefix;
     let access = access::Access::new(
         keys.clone(),
-        Limiter::new(redis, &settings.session.key_prefix),
+        (
+            Limiter::new(redis.clone(), prefix),
+            StreamSlots::new(redis, prefix, lease),
+        ),
         settings.limits,
         refresh.as_secs(),
         meter,

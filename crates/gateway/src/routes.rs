@@ -14,12 +14,13 @@
 
 use std::time::{Duration, Instant};
 
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{Condition, from_fn};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chatbot_common::api::{
     API_KEY_HEADER, ChatRequest, ChatResponse, SessionView, parse_session_id,
 };
 use chatbot_common::body::read_json;
+use chatbot_common::config::CorsSettings;
 use chatbot_common::error::ApiError;
 use chatbot_common::openapi::{
     AccessFailures, BearerKey, ChatFailures, SessionFailures, SessionId, StreamEvent,
@@ -28,6 +29,8 @@ use chatbot_common::openapi::{
 use chatbot_common::server::resource;
 use chatbot_common::upstream::Upstream;
 use reqwest::Method;
+
+use ::access::Slot;
 
 use crate::access::{Access, Caller, guard};
 
@@ -69,25 +72,30 @@ pub struct State {
     pub overhead: crate::overhead::Overhead,
 }
 
-/// Registers the routes; `access` guards the `/api/*` ones (none: open).
+/// Registers the routes; `access` guards the `/api/*` ones (none: open),
+/// and `cors` lets browsers on the allowed origins call them.
 pub fn configure(
     cfg: &mut web::ServiceConfig,
     state: std::sync::Arc<State>,
     access: Option<web::Data<Access>>,
+    cors: &CorsSettings,
 ) {
     if let Some(access) = access {
         cfg.app_data(access);
     }
+    // Outermost last: CORS (a preflight carries no key), then the key check.
+    let api = |path: &str, allow: &'static str| {
+        let cors = crate::cors::cors(cors);
+        resource(path, allow)
+            .wrap(from_fn(guard))
+            .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
+            .wrap(from_fn(crate::cors::json_errors))
+    };
     cfg.app_data(web::Data::from(state))
-        .service(
-            resource("/api/chat", "POST")
-                .wrap(from_fn(guard))
-                .route(web::post().to(chat)),
-        )
+        .service(api("/api/chat", "POST").route(web::post().to(chat)))
         .service(resource("/health", "GET").route(web::get().to(crate::health::health)))
         .service(
-            resource("/api/sessions/{id}", "GET, DELETE")
-                .wrap(from_fn(guard))
+            api("/api/sessions/{id}", "GET, DELETE")
                 .route(web::get().to(get_session))
                 .route(web::delete().to(delete_session)),
         );
@@ -121,17 +129,31 @@ pub(crate) async fn chat(
     let started = Instant::now();
     let request: ChatRequest = read_json(&req, body, state.max_body_bytes).await?;
     request.validate(state.max_message_chars)?;
+    let slot = match stream_slot(&req, request.stream).await {
+        Ok(slot) => slot,
+        Err(refused) => return Ok(refused),
+    };
     let mut call = with_caller(&req, state.chat.post("/chat")).json(&request);
     if !request.stream {
         call = call.timeout(state.upstream_timeout);
     }
     let relayed = state.chat.forward(call).await?;
     let waited = relayed.llm_wait();
-    let mut response = relayed.into_response();
+    let mut response = relayed.into_response_holding(slot);
     state
         .overhead
         .finish(&mut response, started, waited, request.stream);
     Ok(response)
+}
+
+/// A stream slot of the request's key for a streamed chat (none needed
+/// otherwise, or with keys off); the 429 to send when all are taken.
+async fn stream_slot(req: &HttpRequest, streamed: bool) -> Result<Option<Slot>, HttpResponse> {
+    let caller = req.extensions().get::<Caller>().cloned();
+    match (streamed, caller, req.app_data::<web::Data<Access>>()) {
+        (true, Some(Caller(key)), Some(access)) => access.stream_slot(&key).await.map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// Names the request's API key (if auth is on) to chat or session, which

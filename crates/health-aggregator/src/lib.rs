@@ -54,6 +54,7 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
             .collect(),
     });
     let service = ServiceBuilder::new("health-aggregator", &agg.server)
+        .internal(settings.internal.token.as_ref())
         .openapi(<AggregatorApi as utoipa::OpenApi>::openapi())
         .tasks(tasks)
         .bind(move |cfg| {

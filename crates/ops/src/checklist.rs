@@ -95,7 +95,7 @@ pub async fn run(settings: &Settings, period: Period) -> Result<Report, OpsError
 /// Daily monitoring: health, error rate, latency, database connections,
 /// disk, memory.
 async fn daily(settings: &Settings) -> Vec<Row> {
-    let verdict = health::fetch(&settings.ops.health_url).await;
+    let verdict = health::fetch(settings).await;
     let limit = settings.ops.max_error_ratio * 100.0;
     let mut rows = vec![
         health::verdict_row(&verdict).named("Service health status"),

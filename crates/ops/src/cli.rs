@@ -92,6 +92,9 @@ pub enum KeysAction {
         /// Its own limit of requests a minute (default: limits.requests_per_minute).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=60_000_000))]
         rpm: Option<u32>,
+        /// Its own limit of streamed answers at once (default: limits.concurrent_streams).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        streams: Option<u32>,
     },
     /// Every key, revoked ones included (never the keys themselves).
     List,

@@ -25,7 +25,7 @@ use crate::{health, local, logs, prometheus};
 /// Runs every check.
 pub async fn run(settings: &Settings) -> Result<Report, OpsError> {
     let now = Utc::now();
-    let verdict = health::fetch(&settings.ops.health_url).await;
+    let verdict = health::fetch(settings).await;
     let (errors, summary) = logs::errors_row(settings, now);
     let mut rows: Vec<Row> = vec![health::verdict_row(&verdict), errors];
     rows.extend(local::disks(settings));

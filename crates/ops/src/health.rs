@@ -12,7 +12,7 @@ use crate::output::{Outcome, Report, Table};
 
 /// Reads the verdict of `settings.ops.health_url`.
 pub async fn run(settings: &Settings) -> Result<Report, OpsError> {
-    let verdict = fetch(&settings.ops.health_url).await?;
+    let verdict = fetch(settings).await?;
     Ok(Report {
         outcome: outcome(verdict.status),
         tables: vec![table(&verdict)],
@@ -21,12 +21,17 @@ pub async fn run(settings: &Settings) -> Result<Report, OpsError> {
     })
 }
 
-/// `GET {base}/health`: the verdict, whatever the status code (an `ERROR`
-/// verdict comes with 503).
-pub async fn fetch(base: &str) -> Result<Verdict, OpsError> {
+/// `GET {ops.health_url}/health` (with `internal.token`, which the
+/// aggregator wants when it listens beyond loopback): the verdict, whatever
+/// the status code (an `ERROR` verdict comes with 503).
+pub async fn fetch(settings: &Settings) -> Result<Verdict, OpsError> {
     const WHAT: &str = "the health verdict";
+    let base = &settings.ops.health_url;
     let url = format!("{}/health", base.trim_end_matches('/'));
-    let (status, body) = http::get_json(WHAT, &url).await?;
+    let token = chatbot_common::internal::client_headers(settings.internal.token.as_ref());
+    let response = http::get_with(WHAT, &url, token).await?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
     serde_json::from_value(body).map_err(|error| {
         http::unreachable(
             WHAT,

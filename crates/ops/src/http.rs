@@ -25,7 +25,17 @@ pub fn unreachable(what: &'static str, url: &str, detail: impl Into<String>) -> 
 
 /// `GET url`: the response, whatever its status code.
 pub async fn get(what: &'static str, url: &str) -> Result<reqwest::Response, OpsError> {
+    get_with(what, url, reqwest::header::HeaderMap::new()).await
+}
+
+/// [`get`] with `headers` (the internal token, for the aggregator).
+pub async fn get_with(
+    what: &'static str,
+    url: &str,
+    headers: reqwest::header::HeaderMap,
+) -> Result<reqwest::Response, OpsError> {
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(TIMEOUT)
         .no_proxy()
         .build()

@@ -17,10 +17,15 @@ pub async fn run(settings: &Settings, action: KeysAction) -> Result<Report, OpsE
         .map_err(|e| OpsError::Usage(ErrorChain(&e).to_string()))?;
     let store = KeyStore::new(pool);
     match action {
-        KeysAction::Create { name, admin, rpm } => {
+        KeysAction::Create {
+            name,
+            admin,
+            rpm,
+            streams,
+        } => {
             let limits = Limits {
                 requests_per_minute: rpm,
-                ..Limits::default()
+                concurrent_streams: streams,
             };
             let (key, token) = store.create(&name, admin, limits).await.map_err(failure)?;
             let mut table = Table::new(
@@ -34,17 +39,7 @@ pub async fn run(settings: &Settings, action: KeysAction) -> Result<Report, OpsE
         }
         KeysAction::List => {
             let keys = store.list().await.map_err(failure)?;
-            let mut table = Table::new(
-                "API keys",
-                &[
-                    "name",
-                    "prefix",
-                    "admin",
-                    "requests/min",
-                    "created",
-                    "revoked",
-                ],
-            );
+            let mut table = Table::new("API keys", COLUMNS);
             for key in &keys {
                 table.push(row(key));
             }
@@ -58,20 +53,23 @@ pub async fn run(settings: &Settings, action: KeysAction) -> Result<Report, OpsE
             };
             let mut table = Table::new(
                 "Revoked (every gateway refuses it within auth.refresh_secs)",
-                &[
-                    "name",
-                    "prefix",
-                    "admin",
-                    "requests/min",
-                    "created",
-                    "revoked",
-                ],
+                COLUMNS,
             );
             table.push(row(&key));
             Ok(report(vec![table], json!(key)))
         }
     }
 }
+
+const COLUMNS: &[&str] = &[
+    "name",
+    "prefix",
+    "admin",
+    "requests/min",
+    "streams",
+    "created",
+    "revoked",
+];
 
 fn report(tables: Vec<Table>, json: serde_json::Value) -> Report {
     Report {
@@ -84,13 +82,13 @@ fn report(tables: Vec<Table>, json: serde_json::Value) -> Report {
 
 fn row(key: &ApiKey) -> Vec<String> {
     let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let limit = |n: Option<u32>| n.map_or_else(|| "default".to_owned(), |n| n.to_string());
     vec![
         key.name.clone(),
         key.prefix.clone(),
         if key.admin { "yes" } else { "no" }.to_owned(),
-        key.limits
-            .requests_per_minute
-            .map_or_else(|| "default".to_owned(), |n| n.to_string()),
+        limit(key.limits.requests_per_minute),
+        limit(key.limits.concurrent_streams),
         time(key.created_at),
         key.revoked_at.map_or_else(|| "-".to_owned(), time),
     ]

@@ -38,6 +38,7 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     let ready = Redis(store.pool().clone());
     let state = routes::State { store };
     ServiceBuilder::new("session", &settings.session.server)
+        .internal(settings.internal.token.as_ref())
         .readiness("redis", ready)
         .openapi(<routes::InternalApi as utoipa::OpenApi>::openapi())
         .tasks(tasks)

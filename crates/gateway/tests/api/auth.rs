@@ -17,28 +17,41 @@ struct Guarded {
     keys: KeyStore,
     db_url: String,
     http: reqwest::Client,
-    _sim: ollama_sim::SimServer,
+    sim: ollama_sim::SimServer,
 }
 
 impl Guarded {
     async fn start(redis_url: &str, rpm: u32) -> Self {
+        Self::start_with(redis_url, rpm, |_| {}).await
+    }
+
+    /// As [`Guarded::start`], then `tweak` the gateway's settings.
+    async fn start_with(redis_url: &str, rpm: u32, tweak: impl FnOnce(&mut Settings)) -> Self {
         let (mut s, sim) = backed_settings(redis_url).await;
+        // As deployed: chat and session want the internal token.
+        s.internal.token = Some(INTERNAL_TOKEN.into());
         s.gateway.session_url = serve(session::build(&s).unwrap());
         s.gateway.chat_url = serve(chat::build(&s).await.unwrap());
         enable(&mut s, rpm);
+        tweak(&mut s);
         let keys = KeyStore::new(chatbot_common::pools::postgres(&s.database).unwrap());
         Self {
             url: serve(gateway::build(&s).unwrap()),
             keys,
             db_url: s.database.url.expose().to_owned(),
             http: reqwest::Client::new(),
-            _sim: sim,
+            sim,
         }
     }
 
     /// A new key, once the gateway has loaded it.
     async fn key(&self, name: &str, limits: Limits) -> Token {
-        let (_, token) = self.keys.create(name, false, limits).await.unwrap();
+        self.key_with(name, false, limits).await
+    }
+
+    /// A new key, admin or not, once the gateway has loaded it.
+    async fn key_with(&self, name: &str, admin: bool, limits: Limits) -> Token {
+        let (_, token) = self.keys.create(name, admin, limits).await.unwrap();
         let bearer = format!("Bearer {}", token.expose());
         test_support::poll::until(
             "the gateway to load the new key",
@@ -73,6 +86,9 @@ impl Guarded {
         ]
     }
 }
+
+/// The token between the services in these tests.
+const INTERNAL_TOKEN: &str = "internal-token-of-the-auth-tests";
 
 fn enable(s: &mut Settings, rpm: u32) {
     s.auth.enabled = true;
@@ -339,4 +355,198 @@ async fn stored_messages_record_the_key() {
     })
     .await;
     assert_eq!(stored, Some(key.id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_details_are_for_admin_keys_only() {
+    let aggregator = wiremock::MockServer::start().await;
+    let verdict = json!({"status": "OK", "timestamp": "2026-12-01T00:00:00Z", "version": "1",
+        "services": {"redis": {"status": "OK", "responseTime": 1.0, "required": true,
+            "checkedAt": "2026-12-01T00:00:00Z"}}, "checks": {}});
+    wiremock::Mock::given(wiremock::matchers::path("/health"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(verdict))
+        .mount(&aggregator)
+        .await;
+    let (mut s, sim) = backed_settings(&shared_redis().url()).await;
+    s.internal.token = Some(INTERNAL_TOKEN.into());
+    s.gateway.session_url = serve(session::build(&s).unwrap());
+    s.gateway.chat_url = serve(chat::build(&s).await.unwrap());
+    s.gateway.aggregator_url = aggregator.uri();
+    enable(&mut s, 1000);
+    let gw = Guarded {
+        url: serve(gateway::build(&s).unwrap()),
+        keys: KeyStore::new(chatbot_common::pools::postgres(&s.database).unwrap()),
+        db_url: s.database.url.expose().to_owned(),
+        http: reqwest::Client::new(),
+        sim,
+    };
+    let admin = gw.key_with("admin", true, Limits::default()).await;
+    let plain = gw.key("plain", Limits::default()).await;
+    let health = |token: Option<&Token>| {
+        let request = gw.http.get(format!("{}/health", gw.url));
+        let request = match token {
+            Some(token) => request.bearer_auth(token.expose()),
+            None => request,
+        };
+        async move {
+            request
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let full = health(Some(&admin)).await;
+    assert_eq!(full["services"]["redis"]["status"], "OK", "{full}");
+    for summary in [health(None).await, health(Some(&plain)).await] {
+        assert_eq!(summary["status"], "OK");
+        assert!(summary.get("services").is_none(), "{summary}");
+    }
+}
+
+const PAGE: &str = "https://app.example.com";
+
+fn preflight(gw: &Guarded, origin: &str) -> reqwest::RequestBuilder {
+    gw.http
+        .request(reqwest::Method::OPTIONS, format!("{}/api/chat", gw.url))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_on_allowed_origins_pass_cors_without_a_key_for_the_preflight() {
+    let gw = Guarded::start_with(&shared_redis().url(), 1000, |s| {
+        s.gateway.cors.allowed_origins = vec![PAGE.to_owned()];
+    })
+    .await;
+    let token = gw.key("browser-app", Limits::default()).await;
+
+    let answer = preflight(&gw, PAGE).send().await.unwrap();
+    assert_eq!(
+        answer.status(),
+        StatusCode::OK,
+        "no key needed for a preflight"
+    );
+    let headers = answer.headers();
+    assert_eq!(headers["access-control-allow-origin"], PAGE);
+    let methods = headers["access-control-allow-methods"].to_str().unwrap();
+    assert!(methods.contains("POST"), "{methods}");
+    let allowed = headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+
+    let refused = preflight(&gw, "https://evil.example.net")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(code_of(refused).await, "cors_rejected");
+
+    let chat = gw
+        .http
+        .post(format!("{}/api/chat", gw.url))
+        .header("origin", PAGE)
+        .bearer_auth(token.expose())
+        .json(&json!({"user_id": "u", "message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), StatusCode::OK);
+    assert_eq!(chat.headers()["access-control-allow-origin"], PAGE);
+    let exposed = chat.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(exposed.contains("ratelimit-remaining"), "{exposed}");
+    let unauthenticated = gw
+        .http
+        .post(format!("{}/api/chat", gw.url))
+        .header("origin", PAGE)
+        .json(&json!({"user_id": "u", "message": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        unauthenticated.headers()["access-control-allow-origin"],
+        PAGE,
+        "the page can read why it was refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_allowed_origins_there_is_no_cross_origin_access() {
+    let gw = Guarded::start(&shared_redis().url(), 1000).await;
+    let answer = preflight(&gw, PAGE).send().await.unwrap();
+    // An OPTIONS like any other request: without a key, refused.
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    assert!(!answer.headers().contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_has_only_so_many_streams_at_once() {
+    let gw = Guarded::start_with(&shared_redis().url(), 1000, |s| {
+        s.limits.concurrent_streams = 2;
+    })
+    .await;
+    // Slow tokens: a stream stays open for seconds after its head arrives.
+    gw.sim
+        .sim()
+        .update_config(|c| {
+            c.tokens_per_sec = 4.0;
+            c.reply_tokens = 20;
+        })
+        .unwrap();
+    let token = gw.key("streamer", Limits::default()).await;
+    let stream = || {
+        gw.http
+            .post(format!("{}/api/chat", gw.url))
+            .bearer_auth(token.expose())
+            .json(&json!({"user_id": "u", "message": "hello", "stream": true}))
+            .send()
+    };
+    let first = stream().await.unwrap();
+    let second = stream().await.unwrap();
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let third = stream().await.unwrap();
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(third.headers()["retry-after"], "1");
+    assert_eq!(code_of(third).await, "rate_limited");
+
+    // A client that hangs up frees its slot.
+    drop(first);
+    test_support::poll::until("the slot to be freed", Duration::from_secs(5), || async {
+        let again = stream().await.unwrap();
+        (again.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    gw.sim
+        .sim()
+        .update_config(|c| c.tokens_per_sec = 1000.0)
+        .unwrap();
+    let json = gw
+        .http
+        .post(format!("{}/api/chat", gw.url))
+        .bearer_auth(token.expose())
+        .json(&json!({"user_id": "u", "message": "hello"}));
+    assert_ne!(
+        json.send().await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "answers that are not streamed take no slot"
+    );
+    drop(second);
 }

@@ -133,3 +133,55 @@ async fn redis_outage_is_a_clean_503_and_recovers() {
     .await;
     assert_eq!(app.status_of("/readyz").await, StatusCode::OK);
 }
+
+const TOKEN: &str = "an-internal-token-for-tests";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_internal_token_only_the_probes_answer_without_it() {
+    let mut s = settings_on_redis(&shared_redis().url());
+    s.internal.token = Some(TOKEN.into());
+    let url = serve(session::build(&s).unwrap());
+    let http = reqwest::Client::new();
+    let id = uuid::Uuid::new_v4();
+    for path in [format!("/sessions/{id}"), "/stats".to_owned()] {
+        for authorization in [None, Some("Bearer wrong-token-of-some-length"), Some(TOKEN)] {
+            let mut request = http.get(format!("{url}{path}"));
+            if let Some(value) = authorization {
+                request = request.header("authorization", value);
+            }
+            let (status, body) = send_json(request).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {authorization:?}");
+            assert_eq!(body["error"]["code"], "unauthorized");
+        }
+        let with_token = http
+            .get(format!("{url}{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(with_token.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    for open in ["/livez", "/readyz", "/metrics"] {
+        let status = http
+            .get(format!("{url}{open}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, StatusCode::OK, "{open} stays open");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listening_beyond_loopback_without_a_token_is_refused() {
+    let mut s = settings_on_redis(&shared_redis().url());
+    s.session.server.host = std::net::Ipv4Addr::UNSPECIFIED.into();
+    let error = match session::build(&s) {
+        Ok(_) => panic!("a session service open to the network without a token"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("internal.token is required") && error.contains("0.0.0.0"),
+        "{error}"
+    );
+}
