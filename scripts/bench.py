@@ -97,7 +97,7 @@ class Stack:
         """An API key for the load (auth and limits stay on, as deployed),
         with a limit no run reaches; None for builds without keys."""
         ops = self.bin / "chatbot-ops"
-        made = subprocess.run([str(ops), "keys", "create", "--name", "bench", "--rpm", "60000000",
+        made = subprocess.run([str(ops), "keys", "create", "--name", "bench", "--rpm", "60000000", "--streams", "1000000",
                                "--json"], env={**os.environ, **env}, capture_output=True, text=True)
         if made.returncode != 0:
             print(f"bench: no API key ({made.stderr.strip()[:120]}); running without one")

@@ -32,7 +32,8 @@ SECRET_NAME = "chatbot-secrets"
 # The keys of the Secret chatbot-secrets that README.md and
 # secret.example.env document; pods may mount only these.
 SECRET_KEYS = {
-    "database-url", "redis-url", "n8n-webhook-url", "s3-access-key-id", "s3-secret-access-key",
+    "database-url", "redis-url", "internal-token", "n8n-webhook-url", "s3-access-key-id",
+    "s3-secret-access-key",
 }
 # CronJob name -> the chatbot-ops command it runs.
 CRONJOBS = {"backup": ["/usr/local/bin/chatbot-ops", "backup"]}
