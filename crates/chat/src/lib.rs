@@ -35,7 +35,7 @@ pub enum StartError {
     /// The database could not be set up.
     #[error("database: {}", ErrorChain(.0))]
     Database(#[from] db::DbError),
-    /// The Redis pool could not be built.
+    /// The Redis connection could not be set up (a bad `redis.url`).
     #[error("redis: {}", ErrorChain(.0))]
     Redis(#[from] chatbot_common::pools::PoolSetupError),
     /// The listener could not be bound.
@@ -62,10 +62,6 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
         chatbot_common::pools::postgres_usage(&usage)
     });
     let store = session_store::SessionStore::connect(&settings.redis, &settings.session)?;
-    let usage = store.pool().clone();
-    chatbot_common::pools::export_usage(&meter, "redis", move || {
-        chatbot_common::pools::redis_usage(&usage)
-    });
     let sessions = sessions::Sessions::new(store);
     let inflight = Inflight::default();
     let exchange = Arc::new(exchange(

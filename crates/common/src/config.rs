@@ -576,10 +576,9 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
-    /// Connection URL, `redis://host:port/db`.
+    /// Connection URL, `redis://host:port/db`. Each process keeps one
+    /// multiplexed connection (see `crate::pools::redis_shared`).
     pub url: Secret,
-    /// Most pooled connections per process.
-    pub pool_size: usize,
     /// Timeout of one Redis round trip, in milliseconds.
     pub timeout_ms: u64,
 }

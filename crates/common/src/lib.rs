@@ -18,7 +18,8 @@
 //! - [`probe`]: looking at a dependency (PostgreSQL, Redis, an HTTP
 //!   endpoint), one abstraction for `/readyz` and the health aggregator;
 //! - [`health`]: `/readyz`, which runs a service's probes;
-//! - [`pools`]: PostgreSQL and Redis pools and their usage metrics;
+//! - [`pools`]: the PostgreSQL pool and its usage metrics, the shared Redis
+//!   connection;
 //! - [`system`]: free disk space and available memory of the host, and the
 //!   thresholds they are graded against;
 //! - [`upstream`]: pooled keep-alive HTTP clients toward other services;

@@ -1,11 +1,19 @@
-//! Connection pools for PostgreSQL and Redis, built one way for every service,
-//! and their usage metrics. The clients are behind the `postgres` and
-//! `redis` features, so a service links only the ones it uses.
+//! Connections to PostgreSQL (a pool, with its usage metrics) and Redis (one
+//! shared multiplexed connection), built one way for every service. The
+//! clients are behind the `postgres` and `redis` features, so a service links
+//! only the ones it uses.
 //!
 //! Connections open lazily, and every wait (for a free connection, to
-//! connect, to recycle) is bounded by the configured timeout, so a dead
-//! dependency fails a request quickly instead of hanging it. A connection
-//! lives on the runtime that opened it (see [`crate::server::Inflight`]).
+//! connect, to recycle, for an answer) is bounded by the configured timeout,
+//! so a dead dependency fails a request quickly instead of hanging it. A
+//! connection lives on the runtime that opened it (see
+//! [`crate::server::Inflight`]).
+//!
+//! Why not a Redis pool: deadpool-redis pings every connection it hands out
+//! again (`UNWATCH` + `PING`), a second round trip for each command, which
+//! cost as much Redis CPU as the commands themselves at 1,000 messages a
+//! second; Redis's own `ConnectionManager` pipelines every caller's commands
+//! on one connection and reconnects by itself.
 
 #[cfg(any(feature = "postgres", feature = "redis"))]
 use std::time::Duration;
@@ -29,10 +37,6 @@ pub enum PoolSetupError {
     #[cfg(feature = "postgres")]
     #[error("the PostgreSQL pool could not be built")]
     Postgres(#[from] deadpool_postgres::BuildError),
-    /// The Redis pool could not be built (usually a bad `redis.url`).
-    #[cfg(feature = "redis")]
-    #[error("the Redis pool could not be built (check redis.url)")]
-    Redis(#[from] deadpool_redis::CreatePoolError),
     /// `redis.url` is not a Redis URL.
     #[cfg(feature = "redis")]
     #[error("redis.url is not a valid Redis URL")]
@@ -66,24 +70,6 @@ pub fn postgres(settings: &DatabaseSettings) -> Result<deadpool_postgres::Pool, 
         .recycle_timeout(Some(wait))
         .runtime(Runtime::Tokio1)
         .build()?)
-}
-
-/// A Redis pool.
-#[cfg(feature = "redis")]
-pub fn redis(settings: &RedisSettings) -> Result<deadpool_redis::Pool, PoolSetupError> {
-    use deadpool_redis::{Config, PoolConfig, Runtime, Timeouts};
-    let timeout = Duration::from_millis(settings.timeout_ms);
-    let mut config = Config::from_url(settings.url.expose());
-    config.pool = Some(PoolConfig {
-        max_size: settings.pool_size.max(1),
-        timeouts: Timeouts {
-            wait: Some(timeout),
-            create: Some(timeout),
-            recycle: Some(timeout),
-        },
-        ..PoolConfig::default()
-    });
-    Ok(config.create_pool(Some(Runtime::Tokio1))?)
 }
 
 /// One multiplexed Redis connection, shared by every caller and reconnected
@@ -121,17 +107,6 @@ pub struct PoolUsage {
 /// Usage of a PostgreSQL pool.
 #[cfg(feature = "postgres")]
 pub fn postgres_usage(pool: &deadpool_postgres::Pool) -> PoolUsage {
-    let s = pool.status();
-    PoolUsage {
-        size: s.size,
-        available: s.available,
-        max_size: s.max_size,
-    }
-}
-
-/// Usage of a Redis pool.
-#[cfg(feature = "redis")]
-pub fn redis_usage(pool: &deadpool_redis::Pool) -> PoolUsage {
     let s = pool.status();
     PoolUsage {
         size: s.size,

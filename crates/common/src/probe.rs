@@ -206,20 +206,16 @@ impl Check for Postgres {
     }
 }
 
-/// Redis: `PING` on a pooled connection.
+/// Redis: `PING` on the shared connection ([`crate::pools::redis_shared`]).
 #[cfg(feature = "redis")]
-pub struct Redis(pub deadpool_redis::Pool);
+pub struct Redis(pub redis::aio::ConnectionManager);
 
 #[cfg(feature = "redis")]
 impl Check for Redis {
     fn check(&self) -> BoxFuture<'_, Result<(), CheckError>> {
         Box::pin(async move {
-            let mut conn = self
-                .0
-                .get()
-                .await
-                .map_err(|e| CheckError::unreachable(&e))?;
-            deadpool_redis::redis::cmd("PING")
+            let mut conn = self.0.clone();
+            redis::cmd("PING")
                 .query_async::<String>(&mut conn)
                 .await
                 .map_err(|e| CheckError::unreachable(&e))?;

@@ -9,7 +9,7 @@
 //! With API keys on, the [`crate::access`] middleware admits each `/api/*`
 //! request first, and the key's id goes to chat and session in
 //! `x-chatbot-api-key-id`, so a session stays with the key that made it.
-//! Requests are validated here first; upstream errors in our JSON format pass
+//! Then requests are validated here; upstream errors in our JSON format pass
 //! through unchanged, and an unreachable or slow upstream becomes 503 or 504.
 
 use std::time::{Duration, Instant};

@@ -72,7 +72,8 @@ fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc
     let upstream = |name, url: &str| Upstream::new(name, url, client.clone());
     let database =
         chatbot_common::pools::postgres(&settings.database).map_err(std::io::Error::other)?;
-    let redis = chatbot_common::pools::redis(&settings.redis).map_err(std::io::Error::other)?;
+    let redis =
+        chatbot_common::pools::redis_shared(&settings.redis).map_err(std::io::Error::other)?;
     let mut checks = vec![
         Check::new("database", true, "datastore", Postgres(database)),
         Check::new("redis", true, "datastore", Redis(redis)),

@@ -27,8 +27,8 @@ use std::time::Duration;
 use chatbot_common::api::{SessionView, Turn};
 use chatbot_common::config::{RedisSettings, SessionSettings};
 use chrono::{DateTime, Utc};
-use deadpool_redis::Pool;
-use deadpool_redis::redis::{self, AsyncCommands};
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
 /// Appends turns to a session (see [`SessionStore::append`]). Keys: the
@@ -103,9 +103,6 @@ fn parse_key_field(id: Uuid, raw: Option<&str>) -> Result<Option<Uuid>, StoreErr
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// No connection could be had from the pool.
-    #[error("redis unavailable")]
-    Pool(#[from] deadpool_redis::PoolError),
     /// A command failed.
     #[error("redis command failed")]
     Redis(#[from] redis::RedisError),
@@ -119,7 +116,7 @@ pub enum StoreError {
 
 /// Sessions in Redis.
 pub struct SessionStore {
-    pool: Pool,
+    redis: ConnectionManager,
     prefix: String,
     idle: Duration,
     max_turns: usize,
@@ -127,14 +124,16 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    /// A store using a new connection pool (connections open lazily).
+    /// A store on one shared, multiplexed connection
+    /// ([`chatbot_common::pools::redis_shared`]: opened on first use,
+    /// reopened after a failure).
     pub fn connect(
         redis: &RedisSettings,
         session: &SessionSettings,
     ) -> Result<Self, chatbot_common::pools::PoolSetupError> {
         let timeout = Duration::from_millis(redis.timeout_ms);
         Ok(Self {
-            pool: chatbot_common::pools::redis(redis)?,
+            redis: chatbot_common::pools::redis_shared(redis)?,
             prefix: session.key_prefix.clone(),
             idle: Duration::from_secs(session.idle_timeout_secs),
             max_turns: session.max_turns,
@@ -171,9 +170,9 @@ impl SessionStore {
         updated + chrono::Duration::seconds(self.idle_secs())
     }
 
-    /// The connection pool, for its usage metrics.
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    /// The connection, for the readiness probe.
+    pub fn connection(&self) -> ConnectionManager {
+        self.redis.clone()
     }
 
     /// Scores below this belong to sessions idle longer than the timeout.
@@ -190,7 +189,7 @@ impl SessionStore {
     ) -> Result<Option<SessionView>, StoreError> {
         let (fields, raw_turns): (Vec<(String, String)>, Vec<String>) = self
             .bounded(async {
-                let mut conn = self.pool.get().await?;
+                let mut conn = self.redis.clone();
                 Ok(redis::pipe()
                     .hgetall(self.key(id))
                     .lrange(self.turns_key(id), 0, -1)
@@ -242,7 +241,7 @@ impl SessionStore {
     ) -> Result<Option<(Owner, Vec<Turn>)>, StoreError> {
         let ((user_id, api_key), raw_turns): ((Option<String>, Option<String>), Vec<String>) = self
             .bounded(async {
-                let mut conn = self.pool.get().await?;
+                let mut conn = self.redis.clone();
                 let mut pipe = redis::pipe();
                 pipe.cmd("HMGET")
                     .arg(self.key(id))
@@ -299,7 +298,7 @@ impl SessionStore {
         }
         let stored: i64 = self
             .bounded(async {
-                let mut conn = self.pool.get().await?;
+                let mut conn = self.redis.clone();
                 Ok(invocation.invoke_async(&mut conn).await?)
             })
             .await?;
@@ -317,7 +316,7 @@ impl SessionStore {
             .arg(key_field(api_key))
             .arg(id.to_string());
         self.bounded(async {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.redis.clone();
             let removed: u8 = invocation.invoke_async(&mut conn).await?;
             Ok(removed == 1)
         })
@@ -328,7 +327,7 @@ impl SessionStore {
     pub async fn count_active(&self) -> Result<u64, StoreError> {
         let now = Utc::now();
         self.bounded(async {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.redis.clone();
             Ok(conn
                 .zcount(self.active_key(), self.oldest_live_score(now), "+inf")
                 .await?)

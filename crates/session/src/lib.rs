@@ -29,13 +29,8 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     // requests keep theirs on the HTTP worker (see `server::Inflight`).
     let counting =
         SessionStore::connect(&settings.redis, &settings.session).map_err(std::io::Error::other)?;
-    tasks.spawn(metrics::register(
-        &meter,
-        store.clone(),
-        counting,
-        stop.clone(),
-    ));
-    let ready = Redis(store.pool().clone());
+    tasks.spawn(metrics::register(&meter, counting, stop.clone()));
+    let ready = Redis(store.connection());
     let state = routes::State { store };
     ServiceBuilder::new("session", &settings.session.server)
         .internal(settings.internal.token.as_ref())

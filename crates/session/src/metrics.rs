@@ -3,15 +3,13 @@
 //! `chatbot_active_sessions` is the number of sessions active within the idle
 //! timeout. Counting is one `ZCOUNT` (O(log n)); it runs every
 //! [`REFRESH_EVERY`] in the background, never per request or per scrape, and
-//! the gauge reports the last count. `chatbot_pool_connections{pool="redis"}`
-//! shows the Redis pool's usage.
+//! the gauge reports the last count.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chatbot_common::error::ErrorChain;
-use chatbot_common::pools::{export_usage, redis_usage};
 use opentelemetry::metrics::Meter;
 use tokio_util::sync::CancellationToken;
 
@@ -20,11 +18,10 @@ use session_store::SessionStore;
 /// How often the active-session count is refreshed.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
-/// Registers the instruments (the pool usage of `store`); returns the loop
-/// that keeps the count fresh through `counting`.
+/// Registers the instruments; returns the loop that keeps the count fresh
+/// through `counting`.
 pub fn register(
     meter: &Meter,
-    store: Arc<SessionStore>,
     counting: SessionStore,
     stop: CancellationToken,
 ) -> impl Future<Output = ()> + Send + 'static {
@@ -35,8 +32,6 @@ pub fn register(
         .with_description("Number of active chat sessions")
         .with_callback(move |gauge| gauge.observe(reported.load(Ordering::Relaxed), &[]))
         .build();
-    let pool = store.pool().clone();
-    export_usage(meter, "redis", move || redis_usage(&pool));
     refresh(counting, active, stop)
 }
 
