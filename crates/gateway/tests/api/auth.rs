@@ -70,6 +70,14 @@ impl Guarded {
         token
     }
 
+    /// `POST /api/chat` with `body`, sent with `token`.
+    fn chat(&self, token: &Token, body: serde_json::Value) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/api/chat", self.url))
+            .bearer_auth(token.expose())
+            .json(&body)
+    }
+
     fn session(&self, id: uuid::Uuid) -> reqwest::RequestBuilder {
         self.http.get(format!("{}/api/sessions/{id}", self.url))
     }
@@ -181,10 +189,7 @@ async fn a_valid_key_chats_and_sees_its_limits() {
     let gw = Guarded::start(&shared_redis().url(), 1000).await;
     let token = gw.key("app", Limits::default()).await;
     let response = gw
-        .http
-        .post(format!("{}/api/chat", gw.url))
-        .bearer_auth(token.expose())
-        .json(&json!({"user_id": "u", "message": "hello"}))
+        .chat(&token, json!({"user_id": "u", "message": "hello"}))
         .send()
         .await
         .unwrap();
@@ -262,13 +267,7 @@ async fn another_keys_session_is_not_found() {
     let gw = Guarded::start(&shared_redis().url(), 1000).await;
     let mine = gw.key("mine", Limits::default()).await;
     let theirs = gw.key("theirs", Limits::default()).await;
-    let chat = |token: &Token, body: serde_json::Value| {
-        gw.http
-            .post(format!("{}/api/chat", gw.url))
-            .bearer_auth(token.expose())
-            .json(&body)
-            .send()
-    };
+    let chat = |token: &Token, body: serde_json::Value| gw.chat(token, body).send();
     let first: serde_json::Value = chat(&mine, json!({"user_id": "u", "message": "hello"}))
         .await
         .unwrap()
@@ -321,10 +320,7 @@ async fn stored_messages_record_the_key() {
     let gw = Guarded::start(&shared_redis().url(), 1000).await;
     let token = gw.key("recorded", Limits::default()).await;
     let answer: serde_json::Value = gw
-        .http
-        .post(format!("{}/api/chat", gw.url))
-        .bearer_auth(token.expose())
-        .json(&json!({"user_id": "u", "message": "hello"}))
+        .chat(&token, json!({"user_id": "u", "message": "hello"}))
         .send()
         .await
         .unwrap()
@@ -510,11 +506,11 @@ async fn a_key_has_only_so_many_streams_at_once() {
         .unwrap();
     let token = gw.key("streamer", Limits::default()).await;
     let stream = || {
-        gw.http
-            .post(format!("{}/api/chat", gw.url))
-            .bearer_auth(token.expose())
-            .json(&json!({"user_id": "u", "message": "hello", "stream": true}))
-            .send()
+        gw.chat(
+            &token,
+            json!({"user_id": "u", "message": "hello", "stream": true}),
+        )
+        .send()
     };
     let first = stream().await.unwrap();
     let second = stream().await.unwrap();
@@ -538,11 +534,7 @@ async fn a_key_has_only_so_many_streams_at_once() {
         .sim()
         .update_config(|c| c.tokens_per_sec = 1000.0)
         .unwrap();
-    let json = gw
-        .http
-        .post(format!("{}/api/chat", gw.url))
-        .bearer_auth(token.expose())
-        .json(&json!({"user_id": "u", "message": "hello"}));
+    let json = gw.chat(&token, json!({"user_id": "u", "message": "hello"}));
     assert_ne!(
         json.send().await.unwrap().status(),
         StatusCode::TOO_MANY_REQUESTS,
