@@ -542,3 +542,37 @@ async fn a_key_has_only_so_many_streams_at_once() {
     );
     drop(second);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_the_keys_are_loaded_requests_wait_rather_than_fail_with_401() {
+    let gw = Guarded::start_with(&shared_redis().url(), 1000, |s| {
+        // The gateway's key table is unreachable; chat and session are fine.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        s.database.url = format!("postgres://postgres@127.0.0.1:{port}/none")
+            .as_str()
+            .into();
+        s.database.acquire_timeout_ms = 200;
+    })
+    .await;
+    let key = format!("Bearer cbk_{}", "k".repeat(43));
+    let answer = gw
+        .session(uuid::Uuid::new_v4())
+        .header("authorization", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers()["retry-after"], "1");
+    assert_eq!(code_of(answer).await, "service_unavailable");
+    let ready = gw
+        .http
+        .get(format!("{}/readyz", gw.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let report: serde_json::Value = ready.json().await.unwrap();
+    assert!(report.to_string().contains("api_keys"), "{report}");
+}
