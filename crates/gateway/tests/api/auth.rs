@@ -547,9 +547,7 @@ async fn a_key_has_only_so_many_streams_at_once() {
 async fn until_the_keys_are_loaded_requests_wait_rather_than_fail_with_401() {
     let gw = Guarded::start_with(&shared_redis().url(), 1000, |s| {
         // The gateway's key table is unreachable; chat and session are fine.
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = closed.local_addr().unwrap().port();
-        drop(closed);
+        let port = test_support::free_port();
         s.database.url = format!("postgres://postgres@127.0.0.1:{port}/none")
             .as_str()
             .into();
