@@ -72,9 +72,13 @@ class Stack:
         self.dir = Path(tempfile.mkdtemp(prefix="chatbot-bench-"))
         self.procs = {}
         self.ports = {name: free_port() for name in SERVICES + ["sim", "pg", "redis"]}
+        self.metrics_ports = {name: free_port() for name in SERVICES}
 
     def url(self, name):
         return f"http://127.0.0.1:{self.ports[name]}"
+
+    def metrics_url(self, name):
+        return f"http://127.0.0.1:{self.metrics_ports[name]}"
 
     def start(self):
         self._postgres()
@@ -137,6 +141,9 @@ class Stack:
         for name, section in [("gateway", "GATEWAY"), ("chat", "CHAT"), ("session", "SESSION"),
                               ("health-aggregator", "AGGREGATOR")]:
             env[f"CHATBOT__{section}__SERVER__PORT"] = str(p[name])
+            env[f"CHATBOT__{section}__SERVER__METRICS_PORT"] = str(self.metrics_ports[name])
+            if name != "health-aggregator":
+                env[f"CHATBOT__AGGREGATOR__METRICS__{section}"] = self.metrics_url(name)
         return env
 
     def _spawn(self, name, cmd, env):
@@ -243,7 +250,7 @@ def rss_mb(pid):
 def gateway_stream_overhead(stack):
     """p50/p99 of the gateway's own streaming overhead (time to first byte
     minus the LLM's time to first token), from its histogram."""
-    text = urllib.request.urlopen(stack.url("gateway") + "/metrics").read().decode()
+    text = urllib.request.urlopen(stack.metrics_url("gateway") + "/metrics").read().decode()
     buckets = []
     for line in text.splitlines():
         if line.startswith('chatbot_gateway_overhead_seconds_bucket{') and 'mode="stream"' in line:

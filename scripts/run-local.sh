@@ -14,6 +14,7 @@
 #   CHATBOT_PG_PORT=55432  CHATBOT_REDIS_PORT=56379  CHATBOT_PROMETHEUS_PORT=9090
 #   CHATBOT_GATEWAY_PORT=3001 CHATBOT_CHAT_PORT=3002 CHATBOT_SESSION_PORT=3003
 #   CHATBOT_AGGREGATOR_PORT=3004 CHATBOT_ALERTMANAGER_PORT=9093
+#   CHATBOT_METRICS_PORTS="9101 9102 9103 9104"  the metrics listeners of gateway, chat, session, aggregator
 #   CHATBOT_NODE_EXPORTER_PORT=9100 CHATBOT_PG_EXPORTER_PORT=9187
 #   CHATBOT_REDIS_EXPORTER_PORT=9121
 #   CHATBOT_OLLAMA_URL=http://127.0.0.1:11434   a real Ollama to use if it answers
@@ -35,6 +36,7 @@ GATEWAY_PORT=${CHATBOT_GATEWAY_PORT:-3001}
 CHAT_PORT=${CHATBOT_CHAT_PORT:-3002}
 SESSION_PORT=${CHATBOT_SESSION_PORT:-3003}
 AGGREGATOR_PORT=${CHATBOT_AGGREGATOR_PORT:-3004}
+read -r GATEWAY_METRICS CHAT_METRICS SESSION_METRICS AGGREGATOR_METRICS <<<"${CHATBOT_METRICS_PORTS:-9101 9102 9103 9104}"
 OLLAMA_URL=${CHATBOT_OLLAMA_URL:-http://127.0.0.1:11434}
 PROFILE=${CHATBOT_PROFILE:-debug}
 MODEL=${CHATBOT__CHAT__MODEL:-llama3.2:1b}
@@ -152,6 +154,13 @@ start_services() {
     CHATBOT__AGGREGATOR__SERVICES__GATEWAY="http://127.0.0.1:$GATEWAY_PORT"
     CHATBOT__AGGREGATOR__SERVICES__CHAT="http://127.0.0.1:$CHAT_PORT"
     CHATBOT__AGGREGATOR__SERVICES__SESSION="http://127.0.0.1:$SESSION_PORT"
+    CHATBOT__GATEWAY__SERVER__METRICS_PORT="$GATEWAY_METRICS"
+    CHATBOT__CHAT__SERVER__METRICS_PORT="$CHAT_METRICS"
+    CHATBOT__SESSION__SERVER__METRICS_PORT="$SESSION_METRICS"
+    CHATBOT__AGGREGATOR__SERVER__METRICS_PORT="$AGGREGATOR_METRICS"
+    CHATBOT__AGGREGATOR__METRICS__GATEWAY="http://127.0.0.1:$GATEWAY_METRICS"
+    CHATBOT__AGGREGATOR__METRICS__CHAT="http://127.0.0.1:$CHAT_METRICS"
+    CHATBOT__AGGREGATOR__METRICS__SESSION="http://127.0.0.1:$SESSION_METRICS"
   )
   local -A ports=([session]=$SESSION_PORT [chat]=$CHAT_PORT [gateway]=$GATEWAY_PORT [health-aggregator]=$AGGREGATOR_PORT)
   for name in "${SERVICES[@]}"; do
@@ -192,6 +201,8 @@ start_monitoring() {
       -e "s/127.0.0.1:9090/127.0.0.1:$PROM_PORT/; s/127.0.0.1:9093/127.0.0.1:$AM_PORT/" \
       -e "s/127.0.0.1:9100/127.0.0.1:$NODE_EXPORTER_PORT/; s/127.0.0.1:9187/127.0.0.1:$PG_EXPORTER_PORT/" \
       -e "s/127.0.0.1:9121/127.0.0.1:$REDIS_EXPORTER_PORT/; s#\.\./\.\./alerts/#$ROOT/alerts/#" \
+      -e "s/127.0.0.1:9101/127.0.0.1:$GATEWAY_METRICS/; s/127.0.0.1:9102/127.0.0.1:$CHAT_METRICS/" \
+      -e "s/127.0.0.1:9103/127.0.0.1:$SESSION_METRICS/; s/127.0.0.1:9104/127.0.0.1:$AGGREGATOR_METRICS/" \
       deploy/prometheus/prometheus.yml >"$STATE/prometheus/prometheus.yml"
   say "Starting Prometheus ($PROM_PORT), Alertmanager ($AM_PORT) and the node, PostgreSQL and Redis exporters"
   monitor prometheus-node-exporter "$NODE_EXPORTER_PORT" \
@@ -257,7 +268,7 @@ demo() {
                         -H 'Content-Type: application/json' -d '{"user_id": "me", "message": "Hello"}'
   keys         target/$PROFILE/chatbot-ops keys list|create --name NAME|revoke NAME  (with the environment above)
   health       $gw/health  (the aggregator's verdict; also http://127.0.0.1:$AGGREGATOR_PORT/health)
-  metrics      $gw/metrics  (every service has /metrics; all of them: http://127.0.0.1:$AGGREGATOR_PORT/metrics/all)
+  metrics      http://127.0.0.1:$GATEWAY_METRICS/metrics  (each service on its metrics port: $GATEWAY_METRICS to $AGGREGATOR_METRICS; all of them: http://127.0.0.1:$AGGREGATOR_PORT/metrics/all)
   prometheus   http://127.0.0.1:$PROM_PORT  (rules from alerts/; alerts at http://127.0.0.1:$AM_PORT)
   logs         $STATE/logs/  (SERVICE.log, SERVICE.error.log: ECS JSON lines, rotated at 10 MB)
   stop with    bash scripts/run-local.sh stop

@@ -247,13 +247,18 @@ def check_secret_files(where, pod, container):
             problem(where, f"{var['name']} holds a URL with credentials in plain text")
 
 
-def check_configuration(where, settings, service, container_port):
+def check_configuration(where, settings, service, container_port, metrics_port):
     section, _ = SERVICES[service]
     server = (settings.get(section) or {}).get("server") or {}
     if server.get("host") != "0.0.0.0":
         problem(where, f"{section}.server.host must be 0.0.0.0 in pods, is {server.get('host')}")
     if server.get("port") != container_port:
         problem(where, f"{section}.server.port {server.get('port')} is not containerPort {container_port}")
+    if server.get("metrics_port") != metrics_port:
+        problem(
+            where,
+            f"{section}.server.metrics_port {server.get('metrics_port')} is not the metrics containerPort {metrics_port}",
+        )
     if (settings.get("database") or {}).get("migrate_on_start") is not False:
         problem(where, "database.migrate_on_start must be false (migrations run once per rollout)")
 
@@ -265,7 +270,7 @@ def check_known_keys(where, settings):
         known |= {f"{server}.{extra}" for extra in EXTRA_SERVER_KEYS}
     for key in sorted(toml_keys(settings)):
         # Maps whose keys are free (aggregator.services) are checked by prefix.
-        if key not in known and not key.startswith("aggregator.services."):
+        if key not in known and not key.startswith(("aggregator.services.", "aggregator.metrics.")):
             problem(where, f"unknown configuration key {key} (services refuse to start)")
 
 
@@ -308,6 +313,11 @@ def check_deployment(dep, configmaps):
         problem(where, "needs one container port named http")
         return None
     port = ports[0]["containerPort"]
+    metrics = [p for p in container.get("ports") or [] if p.get("name") == "metrics"]
+    if len(metrics) != 1:
+        problem(where, "needs one container port named metrics (server.metrics_port)")
+        return None
+    metrics_port = metrics[0]["containerPort"]
 
     main_settings = None
     for c in pod.get("initContainers", []) + pod["containers"]:
@@ -318,7 +328,7 @@ def check_deployment(dep, configmaps):
         settings = check_config_file(cwhere, pod, c, configmaps)
         if settings is not None:
             check_known_keys(cwhere, settings)
-            check_configuration(cwhere, settings, name, port)
+            check_configuration(cwhere, settings, name, port, metrics_port)
             if c is container:
                 main_settings = settings
                 server = (settings.get(SERVICES[name][0]) or {}).get("server") or {}
@@ -341,8 +351,8 @@ def check_deployment(dep, configmaps):
 
     if annotations.get("prometheus.io/scrape") != "true":
         problem(where, 'pod annotation prometheus.io/scrape must be "true"')
-    if annotations.get("prometheus.io/port") != str(port):
-        problem(where, f"pod annotation prometheus.io/port must be {port}")
+    if annotations.get("prometheus.io/port") != str(metrics_port):
+        problem(where, f"pod annotation prometheus.io/port must be the metrics port {metrics_port}")
     if annotations.get("prometheus.io/path") != "/metrics":
         problem(where, "pod annotation prometheus.io/path must be /metrics")
 

@@ -118,6 +118,7 @@ impl Stack {
             "session",
             &env(&[
                 ("CHATBOT__SESSION__SERVER__PORT", "0".into()),
+                ("CHATBOT__SESSION__SERVER__METRICS_PORT", "0".into()),
                 ("CHATBOT__REDIS__URL", redis_url.to_owned()),
                 ("CHATBOT__SESSION__KEY_PREFIX", prefix.clone()),
             ]),
@@ -127,6 +128,7 @@ impl Stack {
             "chat",
             &env(&[
                 ("CHATBOT__CHAT__SERVER__PORT", "0".into()),
+                ("CHATBOT__CHAT__SERVER__METRICS_PORT", "0".into()),
                 ("CHATBOT__DATABASE__URL", db_url.clone()),
                 ("CHATBOT__REDIS__URL", redis_url.to_owned()),
                 ("CHATBOT__SESSION__KEY_PREFIX", prefix.clone()),
@@ -145,6 +147,7 @@ impl Stack {
             "gateway",
             &env(&[
                 ("CHATBOT__GATEWAY__SERVER__PORT", "0".into()),
+                ("CHATBOT__GATEWAY__SERVER__METRICS_PORT", "0".into()),
                 ("CHATBOT__DATABASE__URL", db_url.clone()),
                 ("CHATBOT__REDIS__URL", redis_url.to_owned()),
                 ("CHATBOT__SESSION__KEY_PREFIX", prefix.clone()),
@@ -164,6 +167,7 @@ impl Stack {
                     "CHATBOT__AGGREGATOR__SERVER__PORT",
                     aggregator_port.to_string(),
                 ),
+                ("CHATBOT__AGGREGATOR__SERVER__METRICS_PORT", "0".into()),
                 ("CHATBOT__AGGREGATOR__INTERVAL_SECS", "1".into()),
                 ("CHATBOT__DATABASE__URL", db_url.clone()),
                 ("CHATBOT__REDIS__URL", redis_url.to_owned()),
@@ -171,6 +175,15 @@ impl Stack {
                 ("CHATBOT__AGGREGATOR__SERVICES__GATEWAY", gateway.base_url()),
                 ("CHATBOT__AGGREGATOR__SERVICES__CHAT", chat.base_url()),
                 ("CHATBOT__AGGREGATOR__SERVICES__SESSION", session.base_url()),
+                (
+                    "CHATBOT__AGGREGATOR__METRICS__GATEWAY",
+                    gateway.metrics_url(),
+                ),
+                ("CHATBOT__AGGREGATOR__METRICS__CHAT", chat.metrics_url()),
+                (
+                    "CHATBOT__AGGREGATOR__METRICS__SESSION",
+                    session.metrics_url(),
+                ),
             ]),
         )
         .await;

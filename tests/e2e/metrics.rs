@@ -73,7 +73,19 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
         .await;
     assert_eq!(status, 503);
 
-    let gw = scrape(&stack.http, &format!("{gateway}/metrics")).await;
+    // /metrics is on the metrics listener only, not on the API's port.
+    let on_api = stack
+        .http
+        .get(format!("{gateway}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_api.status(), 404);
+    let gw = scrape(
+        &stack.http,
+        &format!("{}/metrics", stack.gateway.metrics_url()),
+    )
+    .await;
     assert!(
         has(
             &gw,
@@ -106,7 +118,11 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
     assert!(has(&gw, "process_resident_memory_bytes "));
     assert!(has(&gw, "process_open_fds "));
 
-    let chat = scrape(&stack.http, &format!("{}/metrics", stack.chat.base_url())).await;
+    let chat = scrape(
+        &stack.http,
+        &format!("{}/metrics", stack.chat.metrics_url()),
+    )
+    .await;
     assert!(
         has(
             &chat,
@@ -135,7 +151,7 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
 
     // The gauge is refreshed every 5 s: one conversation succeeded (a failed
     // first exchange leaves no session).
-    let session_metrics = format!("{}/metrics", stack.session.base_url());
+    let session_metrics = format!("{}/metrics", stack.session.metrics_url());
     let session = test_support::poll::until(
         "chatbot_active_sessions 1 on the session service",
         Duration::from_secs(10),
@@ -147,7 +163,11 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
     .await;
 
     let aggregator = stack.aggregator.base_url();
-    let own = scrape(&stack.http, &format!("{aggregator}/metrics")).await;
+    let own = scrape(
+        &stack.http,
+        &format!("{}/metrics", stack.aggregator.metrics_url()),
+    )
+    .await;
     assert!(
         has(&own, "chatbot_dependency_up{component=\"ollama\"} 0"),
         "{own}"

@@ -43,10 +43,10 @@ fn prometheus_config(stack: &Stack, ports: &Ports, rules: &Path) -> String {
     let moves = [
         ("15s", "1s".to_owned()),
         ("../../alerts/*.yml", format!("{}/*.yml", rules.display())),
-        ("127.0.0.1:3001", stack.gateway.addr().to_string()),
-        ("127.0.0.1:3002", stack.chat.addr().to_string()),
-        ("127.0.0.1:3003", stack.session.addr().to_string()),
-        ("127.0.0.1:3004", stack.aggregator.addr().to_string()),
+        ("127.0.0.1:9101", host_port(&stack.gateway.metrics_url())),
+        ("127.0.0.1:9102", host_port(&stack.chat.metrics_url())),
+        ("127.0.0.1:9103", host_port(&stack.session.metrics_url())),
+        ("127.0.0.1:9104", host_port(&stack.aggregator.metrics_url())),
         ("127.0.0.1:9187", format!("127.0.0.1:{}", ports.postgres)),
         ("127.0.0.1:9121", format!("127.0.0.1:{}", ports.redis)),
         ("127.0.0.1:9100", format!("127.0.0.1:{}", ports.node)),
@@ -59,6 +59,11 @@ fn prometheus_config(stack: &Stack, ports: &Ports, rules: &Path) -> String {
     moves
         .iter()
         .fold(shipped, |text, (from, to)| text.replace(from, to))
+}
+
+/// `127.0.0.1:PORT` of `http://127.0.0.1:PORT`.
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://").to_owned()
 }
 
 /// The ports of the monitoring servers (free ones).

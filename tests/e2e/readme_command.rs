@@ -27,6 +27,16 @@ fn run_local_shows_a_chat_and_stops_cleanly() {
             "CHATBOT_OLLAMA_URL".into(),
             format!("http://127.0.0.1:{}", free_port()),
         ),
+        (
+            "CHATBOT_METRICS_PORTS".into(),
+            format!(
+                "{} {} {} {}",
+                free_port(),
+                free_port(),
+                free_port(),
+                free_port()
+            ),
+        ),
         ("CHATBOT_STATE_DIR".into(), state.clone()),
         ("CHATBOT_SKIP_BUILD".into(), "1".into()),
     ];

@@ -57,7 +57,7 @@ async fn secrets_never_reach_logs_answers_or_metrics() {
     }
     for url in [
         format!("{gateway}/health"),
-        format!("{gateway}/metrics"),
+        format!("{}/metrics", stack.gateway.metrics_url()),
         format!("{}/metrics/all", stack.aggregator.base_url()),
     ] {
         answers.push(

@@ -339,6 +339,10 @@ pub struct ServerSettings {
     pub workers: usize,
     /// How long shutdown waits for in-flight requests, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Serve `/metrics` on this port of the same host, apart from the API
+    /// (0 picks a free one); absent, `/metrics` is on the main listener.
+    #[serde(default)]
+    pub metrics_port: Option<u16>,
 }
 
 impl ServerSettings {
@@ -354,12 +358,19 @@ impl ServerSettings {
             port,
             workers: 0,
             shutdown_grace_secs: 30,
+            metrics_port: None,
         }
     }
 
     /// The socket address to bind.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.host, self.port)
+    }
+
+    /// The metrics listener's address, when it has its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_port
+            .map(|port| SocketAddr::new(self.host, port))
     }
 }
 
@@ -540,6 +551,9 @@ pub struct AggregatorSettings {
     pub timeout_secs: u64,
     /// Services whose `/readyz` is polled: name to base URL.
     pub services: std::collections::BTreeMap<String, String>,
+    /// Services whose `/metrics` `/metrics/all` merges: name to the base URL
+    /// of their metrics listener (`server.metrics_port`).
+    pub metrics: std::collections::BTreeMap<String, String>,
     /// A result older than this many intervals counts as failed (`stale`).
     pub stale_after_intervals: u32,
     /// Filesystems whose free space is checked.

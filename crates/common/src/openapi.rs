@@ -31,9 +31,13 @@ use crate::error::ErrorBody;
 )]
 pub struct CommonRoutes;
 
-/// Adds the common routes to a service's document.
-pub fn with_common_routes(mut document: Document) -> Document {
+/// Adds the common routes to a service's document; `/metrics` only when it
+/// is served on the same listener (`with_metrics`).
+pub fn with_common_routes(mut document: Document, with_metrics: bool) -> Document {
     document.merge(<CommonRoutes as utoipa::OpenApi>::openapi());
+    if !with_metrics {
+        document.paths.paths.remove("/metrics");
+    }
     document
 }
 

@@ -123,6 +123,8 @@ pub struct RunningService {
     name: &'static str,
     addr: SocketAddr,
     server: Server,
+    /// The separate `/metrics` listener, if the service has one.
+    metrics: Option<(SocketAddr, Server)>,
     tasks: TaskTracker,
     inflight: Inflight,
     draining: Arc<AtomicBool>,
@@ -211,7 +213,13 @@ impl ServiceBuilder {
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
         let internal = self.internal_token()?.map(web::Data::new);
-        let openapi = crate::openapi::with_common_routes(self.openapi);
+        let metrics = self
+            .settings
+            .metrics_addr()
+            .map(|addr| bind_metrics(self.name, addr))
+            .transpose()?;
+        let metrics_here = metrics.is_none();
+        let openapi = crate::openapi::with_common_routes(self.openapi, metrics_here);
         let common = Common {
             checks: self.checks.into(),
             openapi: Bytes::from(crate::openapi::to_json(&openapi).map_err(io::Error::other)?),
@@ -230,7 +238,7 @@ impl ServiceBuilder {
                 .wrap(from_fn(telemetry::http_metrics))
                 .wrap(from_fn(trace_context::trace_requests))
                 .app_data(web::Data::new(common.clone()))
-                .configure(common_routes)
+                .configure(move |cfg| common_routes(cfg, metrics_here))
                 .configure(routes.clone())
                 .default_service(web::to(not_found))
         })
@@ -252,6 +260,7 @@ impl ServiceBuilder {
             name: self.name,
             addr,
             server: server.run(),
+            metrics,
             tasks: self.tasks,
             inflight: self.inflight,
             draining,
@@ -272,6 +281,11 @@ impl RunningService {
         self.addr.port()
     }
 
+    /// Where `/metrics` is served: the metrics listener, or the main one.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics.as_ref().map_or(self.addr, |(addr, _)| *addr)
+    }
+
     /// Cancels `token` when the server has stopped, before waiting for the
     /// background tasks: loops that run until shutdown watch it.
     pub fn on_stop(mut self, token: CancellationToken) -> Self {
@@ -289,7 +303,7 @@ impl RunningService {
     ///
     /// 1. draining: new requests get 503 `service_unavailable` with
     ///    `Connection: close` (and `/readyz` fails), `/livez` and `/metrics`
-    ///    still answer; in-flight requests and their [`Inflight`] work (an
+    ///    (on either listener) still answer; in-flight requests and their [`Inflight`] work (an
     ///    exchange whose client hung up) run to their end;
     /// 2. the HTTP workers stop, once their in-flight responses are sent (at
     ///    once when step 1 used up the grace period);
@@ -313,8 +327,18 @@ impl RunningService {
             // grace period they stop at once.
             handle.stop(drained).await;
         });
+        // Prometheus keeps scraping through the drain; the metrics listener
+        // stops with the main one.
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let result = self.server.await;
         watcher.abort();
+        if let Some((handle, running)) = metrics {
+            handle.stop(true).await;
+            let _ = running.await;
+        }
         self.on_stop.iter().for_each(CancellationToken::cancel);
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait())
@@ -420,11 +444,34 @@ pub async fn shutdown_signal() {
     }
 }
 
-fn common_routes(cfg: &mut web::ServiceConfig) {
+fn common_routes(cfg: &mut web::ServiceConfig, with_metrics: bool) {
     cfg.service(resource("/livez", "GET").route(web::get().to(livez)))
         .service(resource("/readyz", "GET").route(web::get().to(readyz)))
-        .service(resource("/metrics", "GET").route(web::get().to(telemetry::metrics_handler)))
         .service(resource("/openapi.json", "GET").route(web::get().to(openapi)));
+    if with_metrics {
+        cfg.service(metrics_route());
+    }
+}
+
+fn metrics_route() -> Resource {
+    resource("/metrics", "GET").route(web::get().to(telemetry::metrics_handler))
+}
+
+/// The listener that serves only `/metrics` (`server.metrics_port`), for
+/// Prometheus, apart from the API: one worker, logged as `metrics listening`
+/// before the main listener's `listening`.
+fn bind_metrics(name: &'static str, addr: SocketAddr) -> io::Result<(SocketAddr, Server)> {
+    let server = HttpServer::new(|| {
+        App::new()
+            .service(metrics_route())
+            .default_service(web::to(not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)?;
+    let addr = server.addrs().first().copied().unwrap_or(addr);
+    tracing::info!(service = name, addr = %addr, "metrics listening");
+    Ok((addr, server.run()))
 }
 
 /// A resource whose other methods get a JSON 405 with the `Allow` header

@@ -48,7 +48,7 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
         poller,
         max_age: interval.as_secs(),
         services: agg
-            .services
+            .metrics
             .iter()
             .map(|(name, url)| (name.clone(), Upstream::new("service", url, client.clone())))
             .collect(),

@@ -88,6 +88,8 @@ impl Cli {
             port: self.port,
             workers: self.workers,
             shutdown_grace_secs: self.shutdown_grace_secs,
+            // A stand-in: its metrics stay on its one listener.
+            metrics_port: None,
         }
     }
 

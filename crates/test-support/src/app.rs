@@ -24,6 +24,8 @@ pub fn settings() -> Settings {
         server.port = 0;
         server.workers = 1;
         server.shutdown_grace_secs = 5;
+        // `/metrics` on the main listener: one URL per service in tests.
+        server.metrics_port = None;
     }
     s.log.level = "warn".into();
     s.auth.enabled = false;

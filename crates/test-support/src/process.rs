@@ -178,6 +178,19 @@ impl ServiceProcess {
         format!("http://127.0.0.1:{}", self.port())
     }
 
+    /// `http://127.0.0.1:<port>` of the metrics listener, from its
+    /// `metrics listening` log line (logged before `listening`). Panics when
+    /// the service serves `/metrics` on its main listener.
+    pub fn metrics_url(&self) -> String {
+        let addr = self
+            .logs()
+            .iter()
+            .find_map(|line| logged_addr(line, "metrics listening"))
+            .unwrap_or_else(|| panic!("test-support: {} has no metrics listener", self.name));
+        let port = addr.rsplit(':').next().unwrap_or_default();
+        format!("http://127.0.0.1:{port}")
+    }
+
     /// Every stdout and stderr line captured so far, in arrival order.
     pub fn logs(&self) -> Vec<String> {
         lock(&self.logs).clone()
@@ -329,6 +342,11 @@ fn spawn_reader<R: Read + Send + 'static>(
 /// The `addr` of a JSON log line whose `message` is `listening` (at the top
 /// level or under `fields`).
 fn listening_addr(line: &str) -> Option<String> {
+    logged_addr(line, "listening")
+}
+
+/// The `addr` of a JSON log line whose `message` is `message`.
+fn logged_addr(line: &str, message: &str) -> Option<String> {
     let trimmed = line.trim();
     if !trimmed.starts_with('{') {
         return None;
@@ -340,7 +358,7 @@ fn listening_addr(line: &str) -> Option<String> {
             .or_else(|| value.get("fields").and_then(|f| f.get(key)))
             .and_then(serde_json::Value::as_str)
     };
-    if field("message")? != "listening" {
+    if field("message")? != message {
         return None;
     }
     field("addr").map(str::to_owned)

@@ -268,3 +268,29 @@ async fn the_gateway_reports_its_overhead_without_the_llm_time() {
         assert!(metrics.lines().any(|l| l.starts_with(&line)), "{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_metrics_port_metrics_leave_the_public_listener() {
+    let (mut s, _sim) = backed_settings(&shared_redis().url()).await;
+    s.gateway.server.metrics_port = Some(0);
+    let service = gateway::build(&s).unwrap();
+    let metrics = format!("http://{}/metrics", service.metrics_addr());
+    let url = serve(service);
+    let http = reqwest::Client::new();
+    let public = http.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    let scraped = http.get(&metrics).send().await.unwrap();
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert!(
+        scraped
+            .text()
+            .await
+            .unwrap()
+            .contains("process_resident_memory_bytes")
+    );
+    let (_, doc) = send_json(http.get(format!("{url}/openapi.json"))).await;
+    assert!(
+        doc["paths"].get("/metrics").is_none(),
+        "not in the public document"
+    );
+}
