@@ -65,7 +65,7 @@ pub async fn create(settings: &Settings, checksums: bool) -> Result<Done, OpsErr
     let config = &settings.ops.backup;
     let bucket = Bucket::from_settings(&config.s3)?;
     let mut source = open(settings).await?;
-    let (started, dir) = new_folder(&config.dir).await?;
+    let (started, dir) = new_folder(&config.dir, bucket.as_ref()).await?;
     let (files, tables) = match write_files(settings, &mut source, &dir, checksums).await {
         Ok(written) => written,
         Err(e) => {
@@ -119,15 +119,29 @@ async fn open(settings: &Settings) -> Result<Source, OpsError> {
 }
 
 /// A new backup folder under `root`, named by its start time; a second
-/// backup within the same second waits for the next one.
-async fn new_folder(root: &Path) -> Result<(DateTime<Utc>, PathBuf), OpsError> {
+/// backup within the same second (here, or already in `bucket`: the local
+/// copy may be gone) waits for the next one, so no backup overwrites another.
+async fn new_folder(
+    root: &Path,
+    bucket: Option<&Bucket>,
+) -> Result<(DateTime<Utc>, PathBuf), OpsError> {
     let fail = |dir: &Path, e| OpsError::io(format!("creating {}", dir.display()), e);
     std::fs::create_dir_all(root).map_err(|e| fail(root, e))?;
     let mut attempts = 3;
     loop {
         let started = Utc::now();
-        let dir = root.join(catalog::id(started));
-        match std::fs::create_dir(&dir) {
+        let id = catalog::id(started);
+        let dir = root.join(&id);
+        let in_bucket = match bucket {
+            Some(bucket) => bucket.manifest(&id).await?.is_some(),
+            None => false,
+        };
+        let created = if in_bucket {
+            Err(std::io::ErrorKind::AlreadyExists.into())
+        } else {
+            std::fs::create_dir(&dir)
+        };
+        match created {
             Ok(()) => return Ok((started, dir)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts > 1 => {
                 attempts -= 1;
