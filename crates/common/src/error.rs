@@ -148,6 +148,24 @@ impl ApiError {
         Self::new(ErrorCode::Internal, "internal error; see the service logs")
     }
 
+    /// The error's response with `headers` added (`Allow`, `Retry-After`,
+    /// `WWW-Authenticate`: what tells the client what to do next).
+    pub fn response_with(
+        &self,
+        headers: impl IntoIterator<
+            Item = (
+                actix_web::http::header::HeaderName,
+                actix_web::http::header::HeaderValue,
+            ),
+        >,
+    ) -> HttpResponse {
+        let mut response = self.error_response();
+        for (name, value) in headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+
     /// The `{"error": ...}` body as JSON text.
     pub fn to_json(&self) -> String {
         serde_json::to_string(&ErrorBody {

@@ -14,7 +14,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{ResponseError, web};
+use actix_web::web;
 
 use crate::config::Secret;
 use crate::error::{ApiError, ErrorCode};
@@ -70,15 +70,14 @@ pub async fn require(
     if allowed {
         return Ok(next.call(req).await?.map_into_left_body());
     }
-    let error = ApiError::new(
+    let response = ApiError::new(
         ErrorCode::Unauthorized,
         "this is an internal service: send Authorization: Bearer <internal.token>",
-    );
-    let mut response = error.error_response();
-    response.headers_mut().insert(
+    )
+    .response_with([(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"chatbot-internal\""),
-    );
+    )]);
     Ok(req.into_response(response).map_into_right_body())
 }
 

@@ -517,16 +517,14 @@ async fn not_found() -> HttpResponse {
 }
 
 async fn method_not_allowed(allow: &'static str) -> HttpResponse {
-    let mut response = ApiError::new(
+    ApiError::new(
         ErrorCode::MethodNotAllowed,
         format!("this route supports only {allow}"),
     )
-    .error_response();
-    response.headers_mut().insert(
+    .response_with([(
         actix_web::http::header::ALLOW,
         actix_web::http::header::HeaderValue::from_static(allow),
-    );
-    response
+    )])
 }
 
 /// Loads the settings and starts logs, traces and metrics for `service`; a

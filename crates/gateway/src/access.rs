@@ -23,17 +23,22 @@
 //! guard lets everything through, unlimited.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use access::{ApiKey, AuthError, Decision, KeyCache, Limiter, Slot, StreamSlots};
+use access::{ApiKey, AuthError, Decision, KeyCache, KeyStore, Limiter, Slot, StreamSlots};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse, ResponseError, web};
-use chatbot_common::config::LimitSettings;
+use actix_web::{HttpMessage, HttpResponse, web};
+use chatbot_common::config::{LimitSettings, Settings};
 use chatbot_common::error::{ApiError, ErrorCode};
+use chatbot_common::pools;
+use chatbot_common::probe::{CheckError, Probe, probe_fn};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Meter};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The keys and limits of the public API.
 pub struct Access {
@@ -50,28 +55,55 @@ pub struct Access {
 pub struct Caller(pub Arc<ApiKey>);
 
 impl Access {
-    /// Checks keys from `keys`, limits through `limiter` and `streams` with
-    /// `defaults` for keys without their own; `retry_secs` is the key reload
-    /// period.
-    pub fn new(
-        keys: Arc<KeyCache>,
-        (limiter, streams): (Limiter, Arc<StreamSlots>),
-        defaults: LimitSettings,
-        retry_secs: u64,
+    /// The keys (reloaded every `auth.refresh_secs` by a task on `tasks`
+    /// until `stop`) and the limits of `settings`; `None` when `auth.enabled`
+    /// is off (warned about here, once).
+    pub fn from_settings(
+        settings: &Settings,
         meter: &Meter,
-    ) -> Self {
-        let rejected = meter
-            .u64_counter("chatbot_rejected_requests")
-            .with_description("Public API requests refused before any work, by reason")
-            .build();
-        Self {
-            keys,
-            limiter,
-            streams,
-            defaults,
-            retry_secs,
-            rejected,
+        tasks: &TaskTracker,
+        stop: &CancellationToken,
+    ) -> std::io::Result<Option<Self>> {
+        if !settings.auth.enabled {
+            tracing::warn!(
+                "auth.enabled = false: the public API accepts requests without an API key and \
+                 without rate limits; use this only on a closed network"
+            );
+            return Ok(None);
         }
+        let postgres = pools::postgres(&settings.database).map_err(std::io::Error::other)?;
+        let redis = pools::redis_shared(&settings.redis).map_err(std::io::Error::other)?;
+        let keys = KeyCache::new(KeyStore::new(postgres));
+        let refresh = Duration::from_secs(settings.auth.refresh_secs.max(1));
+        tasks.spawn(keys.clone().run_every(refresh, stop.clone()));
+        // A stream lasts at most chat's total timeout; the lease adds a margin.
+        let lease =
+            Duration::from_millis(settings.chat.timeouts.total_ms) + Duration::from_secs(30);
+        let prefix = &settings.session.key_prefix;
+        Ok(Some(Self {
+            keys,
+            limiter: Limiter::new(redis.clone(), prefix),
+            streams: StreamSlots::new(redis, prefix, lease),
+            defaults: settings.limits,
+            retry_secs: refresh.as_secs(),
+            rejected: meter
+                .u64_counter("chatbot_rejected_requests")
+                .with_description("Public API requests refused before any work, by reason")
+                .build(),
+        }))
+    }
+
+    /// The readiness check `api_keys`: the keys have been loaded once.
+    pub fn keys_loaded(&self) -> impl Probe {
+        let keys = self.keys.clone();
+        probe_fn(move || {
+            let loaded = keys.is_loaded();
+            Box::pin(async move {
+                loaded.then_some(()).ok_or_else(|| {
+                    CheckError::Unreachable("the API keys are not loaded yet".into())
+                })
+            })
+        })
     }
 
     /// One of `key`'s stream slots, held until the stream ends; the 429 to
@@ -89,8 +121,7 @@ impl Access {
             ErrorCode::RateLimited,
             format!("over this key's limit of {max} streams at once"),
         );
-        let headers = vec![(header::RETRY_AFTER, HeaderValue::from_static("1"))];
-        Err(Rejection { error, headers }.response())
+        Err(error.response_with([(header::RETRY_AFTER, HeaderValue::from_static("1"))]))
     }
 
     /// Whether `headers` carry a valid admin key (for `/health` details;
@@ -101,7 +132,8 @@ impl Access {
             .is_ok_and(|key| key.admin)
     }
 
-    async fn admit(&self, headers: &HeaderMap) -> Result<(Arc<ApiKey>, Decision), Rejection> {
+    /// The caller's key and its limit's decision, or the answer refusing it.
+    async fn admit(&self, headers: &HeaderMap) -> Result<(Arc<ApiKey>, Decision), HttpResponse> {
         let key = self
             .keys
             .authenticate(authorization(headers))
@@ -119,20 +151,16 @@ impl Access {
                 ErrorCode::RateLimited,
                 format!("over this key's limit of {limit} requests a minute"),
             );
-            let mut headers = rate_headers(&decision);
-            headers.push((header::RETRY_AFTER, seconds(decision.retry_after)));
-            Err(Rejection { error, headers })
+            let retry = (header::RETRY_AFTER, seconds(decision.retry_after));
+            Err(error.response_with(rate_headers(&decision).into_iter().chain([retry])))
         }
     }
 
-    fn unauthenticated(&self, error: AuthError) -> Rejection {
+    fn unauthenticated(&self, error: AuthError) -> HttpResponse {
         if error == AuthError::NotLoaded {
-            let error = ApiError::new(ErrorCode::ServiceUnavailable, error.to_string());
             let retry = HeaderValue::from(self.retry_secs.max(1));
-            return Rejection {
-                error,
-                headers: vec![(header::RETRY_AFTER, retry)],
-            };
+            return ApiError::new(ErrorCode::ServiceUnavailable, error.to_string())
+                .response_with([(header::RETRY_AFTER, retry)]);
         }
         self.count("unauthorized");
         tracing::debug!(reason = error.reason(), "request without a valid API key");
@@ -141,10 +169,8 @@ impl Access {
         } else {
             HeaderValue::from_static("Bearer realm=\"chatbot\", error=\"invalid_token\"")
         };
-        Rejection {
-            error: ApiError::new(ErrorCode::Unauthorized, error.to_string()),
-            headers: vec![(header::WWW_AUTHENTICATE, challenge)],
-        }
+        ApiError::new(ErrorCode::Unauthorized, error.to_string())
+            .response_with([(header::WWW_AUTHENTICATE, challenge)])
     }
 
     fn count(&self, reason: &'static str) {
@@ -158,30 +184,12 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
         .map(|value| value.to_str().unwrap_or_default())
 }
 
-/// A refused request: the error and the headers that explain it.
-#[derive(Debug)]
-struct Rejection {
-    error: ApiError,
-    headers: Vec<(HeaderName, HeaderValue)>,
-}
-
-impl Rejection {
-    fn response(&self) -> HttpResponse {
-        let mut response = self.error.error_response();
-        let headers = response.headers_mut();
-        for (name, value) in &self.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        response
-    }
-}
-
 fn seconds(duration: std::time::Duration) -> HeaderValue {
     HeaderValue::from(duration.as_secs() + u64::from(duration.subsec_nanos() > 0))
 }
 
-fn rate_headers(decision: &Decision) -> Vec<(HeaderName, HeaderValue)> {
-    vec![
+fn rate_headers(decision: &Decision) -> [(HeaderName, HeaderValue); 3] {
+    [
         (
             HeaderName::from_static("ratelimit-limit"),
             HeaderValue::from(decision.limit),
@@ -215,8 +223,6 @@ pub async fn guard(
             }
             Ok(response.map_into_left_body())
         }
-        Err(rejection) => Ok(req
-            .into_response(rejection.response())
-            .map_into_right_body()),
+        Err(refused) => Ok(req.into_response(refused).map_into_right_body()),
     }
 }

@@ -14,11 +14,9 @@ pub mod routes;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::access::{KeyCache, KeyStore, Limiter, StreamSlots};
 use actix_web::web;
 use chatbot_common::config::Settings;
-use chatbot_common::pools;
-use chatbot_common::probe::{CheckError, Endpoint, probe_fn};
+use chatbot_common::probe::Endpoint;
 use chatbot_common::server::{RunningService, ServiceBuilder};
 use chatbot_common::upstream::{Upstream, internal_client};
 use tokio_util::sync::CancellationToken;
@@ -30,7 +28,7 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     let meter = chatbot_common::telemetry::init_metrics("gateway");
     let tasks = TaskTracker::new();
     let stop = CancellationToken::new();
-    let access = access_control(settings, &meter, &tasks, &stop)?;
+    let access = access::Access::from_settings(settings, &meter, &tasks, &stop)?;
     // chat, session and the aggregator are internal: every call carries the token.
     let client = internal_client(Duration::from_secs(2), settings.internal.token.as_ref());
     let state = Arc::new(routes::State {
@@ -49,21 +47,10 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
     let mut service = ServiceBuilder::new("gateway", &gw.server)
         .readiness("chat", Endpoint::new(state.chat.clone(), "/livez"))
         .readiness("session", Endpoint::new(state.session.clone(), "/livez"));
-    if let Some((_, keys)) = &access {
-        let keys = keys.clone();
-        service = service.readiness(
-            "api_keys",
-            probe_fn(move || {
-                let loaded = keys.is_loaded();
-                Box::pin(async move {
-                    loaded.then_some(()).ok_or_else(|| {
-                        CheckError::Unreachable("the API keys are not loaded yet".into())
-                    })
-                })
-            }),
-        );
+    if let Some(access) = &access {
+        service = service.readiness("api_keys", access.keys_loaded());
     }
-    let access = access.map(|(access, _)| web::Data::new(access));
+    let access = access.map(web::Data::new);
     cors::validate(&gw.cors)?;
     let cors = gw.cors.clone();
     let service = service
@@ -71,40 +58,4 @@ pub fn build(settings: &Settings) -> std::io::Result<RunningService> {
         .tasks(tasks)
         .bind(move |cfg| routes::configure(cfg, state.clone(), access.clone(), &cors))?;
     Ok(service.on_stop(stop))
-}
-
-/// API keys and limits, reloaded in the background; `None` when
-/// `auth.enabled` is off (warned about here, once).
-fn access_control(
-    settings: &Settings,
-    meter: &opentelemetry::metrics::Meter,
-    tasks: &TaskTracker,
-    stop: &CancellationToken,
-) -> std::io::Result<Option<(access::Access, Arc<KeyCache>)>> {
-    if !settings.auth.enabled {
-        tracing::warn!(
-            "auth.enabled = false: the public API accepts requests without an API key and \
-             without rate limits; use this only on a closed network"
-        );
-        return Ok(None);
-    }
-    let postgres = pools::postgres(&settings.database).map_err(std::io::Error::other)?;
-    let redis = pools::redis_shared(&settings.redis).map_err(std::io::Error::other)?;
-    let keys = KeyCache::new(KeyStore::new(postgres));
-    let refresh = Duration::from_secs(settings.auth.refresh_secs.max(1));
-    tasks.spawn(keys.clone().run_every(refresh, stop.clone()));
-    // A stream lasts at most chat's total timeout; the lease adds a margin.
-    let lease = Duration::from_millis(settings.chat.timeouts.total_ms) + Duration::from_secs(30);
-    let prefix = &settings.session.key_prefix;
-    let access = access::Access::new(
-        keys.clone(),
-        (
-            Limiter::new(redis.clone(), prefix),
-            StreamSlots::new(redis, prefix, lease),
-        ),
-        settings.limits,
-        refresh.as_secs(),
-        meter,
-    );
-    Ok(Some((access, keys)))
 }

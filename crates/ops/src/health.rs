@@ -29,9 +29,7 @@ pub async fn fetch(settings: &Settings) -> Result<Verdict, OpsError> {
     let base = &settings.ops.health_url;
     let url = format!("{}/health", base.trim_end_matches('/'));
     let token = chatbot_common::internal::client_headers(settings.internal.token.as_ref());
-    let response = http::get_with(WHAT, &url, token).await?;
-    let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let (status, body) = http::get_json_with(WHAT, &url, token).await?;
     serde_json::from_value(body).map_err(|error| {
         http::unreachable(
             WHAT,

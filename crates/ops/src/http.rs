@@ -50,7 +50,16 @@ pub async fn get_with(
 /// `GET url`: the status code and the JSON body (`Null` when the body is
 /// not JSON).
 pub async fn get_json(what: &'static str, url: &str) -> Result<(StatusCode, Value), OpsError> {
-    let response = get(what, url).await?;
+    get_json_with(what, url, reqwest::header::HeaderMap::new()).await
+}
+
+/// [`get_json`] with `headers`.
+pub async fn get_json_with(
+    what: &'static str,
+    url: &str,
+    headers: reqwest::header::HeaderMap,
+) -> Result<(StatusCode, Value), OpsError> {
+    let response = get_with(what, url, headers).await?;
     let status = response.status();
     Ok((status, response.json().await.unwrap_or(Value::Null)))
 }

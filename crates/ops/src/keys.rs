@@ -13,9 +13,7 @@ use crate::output::{Outcome, Report, Table};
 
 /// Runs one `keys` action.
 pub async fn run(settings: &Settings, action: KeysAction) -> Result<Report, OpsError> {
-    let pool = chatbot_common::pools::postgres(&settings.database)
-        .map_err(|e| OpsError::Usage(ErrorChain(&e).to_string()))?;
-    let store = KeyStore::new(pool);
+    let store = KeyStore::new(crate::report::pool(settings)?);
     match action {
         KeysAction::Create {
             name,

@@ -4,6 +4,7 @@
 //! prefix) only.
 
 use chatbot_common::config::Settings;
+use chatbot_common::error::ErrorChain;
 use serde_json::Value;
 
 use crate::cli::{Format, ReportKind};
@@ -129,9 +130,17 @@ pub async fn query(
 
 /// One PostgreSQL connection with the services' settings.
 pub async fn connect(settings: &Settings) -> Result<deadpool_postgres::Object, OpsError> {
-    let pool = chatbot_common::pools::postgres(&settings.database)
-        .map_err(|e| OpsError::Usage(e.to_string()))?;
-    pool.get().await.map_err(|e| OpsError::database(&e))
+    pool(settings)?
+        .get()
+        .await
+        .map_err(|e| OpsError::database(&e))
+}
+
+/// A PostgreSQL pool with the services' settings (a bad `database.url` is a
+/// usage error).
+pub fn pool(settings: &Settings) -> Result<deadpool_postgres::Pool, OpsError> {
+    chatbot_common::pools::postgres(&settings.database)
+        .map_err(|e| OpsError::Usage(ErrorChain(&e).to_string()))
 }
 
 fn cell(value: &Value) -> String {
