@@ -11,13 +11,15 @@
 //! - [`limit`]: requests per minute per key, and [`streams`]: streamed
 //!   answers at once per key, both shared by every gateway replica through
 //!   Redis (one atomic script per check), with this replica's own count when
-//!   Redis cannot be reached ([`fallback`]).
+//!   Redis cannot be reached ([`fallback`]); a busy key takes several cells
+//!   of its allowance a call ([`lease`]).
 //!
 //! The table's migration is `crates/chat/migrations/0002_api_keys.sql`, in the
 //! one migration sequence chat applies.
 
 pub mod cache;
 pub mod fallback;
+pub mod lease;
 pub mod limit;
 pub mod store;
 pub mod streams;
