@@ -185,18 +185,27 @@ impl Compose {
         (verdict["status"].as_str().unwrap_or("").to_owned(), failing)
     }
 
-    /// Waits up to `secs` for `/health` to say `status`, returning the
-    /// failing components it then names.
-    async fn health_becomes(&self, status: &str, secs: u64) -> Vec<String> {
+    /// Waits up to `secs` for `/health` to say `status` while naming
+    /// `component` among the failing ones (when given), returning the
+    /// failing components it then names. Each component is polled on its
+    /// own schedule, so a dependent service may be named a moment before
+    /// the dependency itself.
+    async fn health_becomes(
+        &self,
+        status: &str,
+        component: Option<&str>,
+        secs: u64,
+    ) -> Vec<String> {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let (now, failing) = self.health().await;
-            if now == status {
+            let named = component.is_none_or(|c| failing.iter().any(|f| f == c));
+            if now == status && named {
                 return failing;
             }
             assert!(
                 Instant::now() < deadline,
-                "/health stayed {now} (failing: {failing:?}), expected {status}"
+                "/health stayed {now} (failing: {failing:?}), expected {status} naming {component:?}"
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -216,10 +225,9 @@ impl Compose {
             .chat(json!({"user_id": user, "message": format!("{service} is down")}))
             .await;
         assert_eq!(status, StatusCode::OK, "{reply}");
-        let failing = self.health_becomes("ERROR", 30).await;
-        assert!(failing.iter().any(|f| f == component), "{failing:?}");
+        self.health_becomes("ERROR", Some(component), 30).await;
         self.run(&["start", service]);
-        self.health_becomes("OK", 60).await;
+        self.health_becomes("OK", None, 60).await;
         assert_eq!(others(self.started_at()), before, "nothing else restarted");
     }
 
@@ -351,7 +359,10 @@ async fn the_compose_stack_serves_survives_outages_and_keeps_its_data() {
     let stored = format!("SELECT count(*) FROM messages WHERE session_id = '{session}'");
     assert_eq!(compose.sql(&stored), "2");
 
-    assert_eq!(compose.health_becomes("OK", 60).await, Vec::<String>::new());
+    assert_eq!(
+        compose.health_becomes("OK", None, 60).await,
+        Vec::<String>::new()
+    );
 
     // Every target Prometheus knows of is up, both chat replicas included.
     let deadline = Instant::now() + Duration::from_secs(60);
