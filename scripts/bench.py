@@ -118,8 +118,10 @@ class Stack:
             shutil.chown(data, "postgres")
         run(as_pg + [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"])
         opts = f"-c listen_addresses=127.0.0.1 -c port={self.ports['pg']} -c unix_socket_directories={data}"
-        run(as_pg + [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(data / "log"), "-w", "start"])
         self.stop_pg = as_pg + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
+        self.start_pg = as_pg + [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(data / "log"),
+                                 "-w", "start"]
+        run(self.start_pg)
         run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.ports["pg"]), "-U", "postgres", "chatbot"])
 
     def _service_env(self):
@@ -136,6 +138,7 @@ class Stack:
             "CHATBOT__AGGREGATOR__SERVICES__CHAT": self.url("chat"),
             "CHATBOT__AGGREGATOR__SERVICES__SESSION": self.url("session"),
             "CHATBOT__LOG__DIR": str(self.dir / "logs"),
+            "CHATBOT__CHAT__OUTBOX__PATH": str(self.dir / "chat-outbox.redb"),
             **self.extra_env,
         }
         for name, section in [("gateway", "GATEWAY"), ("chat", "CHAT"), ("session", "SESSION"),

@@ -11,6 +11,7 @@ mod chat_path;
 mod compose;
 mod deploy_k8s;
 mod deploy_systemd;
+mod faults;
 mod metrics;
 mod monitoring;
 mod openapi_fuzz;

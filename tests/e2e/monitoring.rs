@@ -185,6 +185,20 @@ pub(crate) async fn set_llm_error_rate(stack: &Stack, rate: f64) {
         .await
         .unwrap();
     assert!(response.status().is_success());
+    if rate == 0.0 {
+        // Failed calls may have opened chat's breaker: it lets a call
+        // through again after its cool-down, when chat is ready again.
+        let ready = format!("{}/readyz", stack.chat.base_url());
+        test_support::poll::until(
+            "chat's breaker to let calls through",
+            Duration::from_secs(15),
+            || {
+                let probe = stack.http.get(&ready).send();
+                async move { probe.await.ok()?.status().is_success().then_some(()) }
+            },
+        )
+        .await;
+    }
 }
 
 /// Chats, some rejected, some failing in the LLM.
@@ -203,6 +217,12 @@ async fn drive_traffic(stack: &Stack) {
             .await;
         assert_eq!(status, 502);
     }
+    // Three failures in a row opened the breaker: the next fails at once.
+    let (status, answer) = stack
+        .chat(json!({"user_id": "unlucky", "message": "hello?"}))
+        .await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "llm_unavailable");
     set_llm_error_rate(stack, 0.0).await;
     stack
         .chat(json!({"user_id": "load-0", "message": "stream please", "stream": true}))

@@ -6,21 +6,25 @@
 //! Applied versions are recorded in `schema_migrations`; running them again
 //! changes nothing.
 //!
-//! A failed write is not dropped: [`MessageWriter`] keeps it in a bounded
-//! in-memory queue and retries in the background until the database is back.
+//! A failed write is not dropped: [`MessageWriter`] keeps it in the durable
+//! [`Outbox`] and writes it when the database is back.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use chatbot_common::api::{MessageType, Urgency};
+use chatbot_common::api::{MessageType, Role, Turn, Urgency};
 use chatbot_common::config::DatabaseSettings;
 use chatbot_common::error::{ErrorChain, ErrorCode};
 use chatbot_common::health::LiveSignal;
+use chatbot_common::probe::CheckError;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use tokio::sync::mpsc;
+use serde::{Deserialize, Serialize};
+use session_store::Owner;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
+
+use crate::outbox::{DRAIN_BATCH, DRAIN_RETRY, Outbox, OutboxError};
 
 /// Every migration, in order: (version, name, SQL).
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -95,7 +99,7 @@ pub async fn migrate(pool: &Pool) -> Result<Vec<i32>, DbError> {
 }
 
 /// One exchange, as stored.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MessageRow {
     /// The exchange id, returned to the client as `message_id`.
     pub id: Uuid,
@@ -169,79 +173,232 @@ pub async fn insert(pool: &Pool, row: &MessageRow) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Writes rows, keeping the ones the database refused for a later retry.
+/// Writes rows: to PostgreSQL at once, or to the [`Outbox`] when it fails,
+/// from which a drain task writes them when it answers again.
 #[derive(Clone)]
 pub struct MessageWriter {
     pool: Pool,
-    retry: mpsc::Sender<MessageRow>,
+    outbox: Arc<Outbox>,
+    wake: Arc<Notify>,
+    live: Arc<LiveSignal>,
+    /// Never sent on: the drain task's last round starts when every writer
+    /// is gone (the last ones go with exchanges cut at shutdown).
+    _alive: mpsc::Sender<()>,
+}
+
+/// The drain task's part of the writer.
+struct Drain {
+    pool: Pool,
+    outbox: Arc<Outbox>,
+    wake: Arc<Notify>,
     live: Arc<LiveSignal>,
 }
 
-/// How long the retry loop waits between two attempts at the oldest row.
-const RETRY_EVERY: Duration = Duration::from_secs(1);
-
 impl MessageWriter {
-    /// A writer whose retry loop runs on `tasks` until shutdown.
+    /// A writer whose drain task runs on `tasks` until every clone of the
+    /// writer is dropped.
     ///
-    /// Requests write through `pool`; the retry loop, which runs on the
+    /// Requests write through `pool`; the drain task, which runs on the
     /// process's runtime and outlives the HTTP workers at shutdown, through
-    /// `retry_pool`, a pool of its own.
-    pub fn start(pool: Pool, retry_pool: Pool, queue: usize, tasks: &TaskTracker) -> Self {
-        let (retry, pending) = mpsc::channel(queue.max(1));
-        tasks.spawn(retry_loop(retry_pool, pending));
-        Self {
+    /// `drain_pool`, a pool of its own. The drain task first applies the
+    /// migrations when `migrate` (a start-up that could not reach the
+    /// database), then writes what the outbox holds, including what an
+    /// earlier process left; its last round, when the writers are gone,
+    /// takes what exchanges cut at shutdown kept.
+    pub fn start(
+        pool: Pool,
+        drain_pool: Pool,
+        outbox: Outbox,
+        migrate: bool,
+        tasks: &TaskTracker,
+    ) -> Self {
+        let (alive, gone) = mpsc::channel(1);
+        let writer = Self {
             pool,
-            retry,
-            live: Arc::default(),
+            outbox: Arc::new(outbox),
+            wake: Arc::default(),
+            live: Arc::new(LiveSignal::named("database")),
+            _alive: alive,
+        };
+        let drain = Drain {
+            pool: drain_pool,
+            outbox: writer.outbox.clone(),
+            wake: writer.wake.clone(),
+            live: writer.live.clone(),
+        };
+        tasks.spawn(drain.run(migrate, gone));
+        writer
+    }
+
+    /// Readiness: exchanges can be kept, in PostgreSQL or in the outbox.
+    pub fn ready(&self) -> Result<(), CheckError> {
+        match self.live.check() {
+            Err(failing) if self.outbox.is_full() => Err(failing),
+            _ => Ok(()),
         }
     }
 
-    /// What live writes say about the database.
-    pub fn live(&self) -> &LiveSignal {
-        &self.live
+    /// The outbox (for its metrics and fullness).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
-    /// Stores `row` now, or queues it for retry when the database fails.
-    /// Returns whether the row is already stored.
-    pub async fn write(&self, row: MessageRow) -> bool {
+    /// Stores `row` in PostgreSQL, or in the outbox when that fails; `Err`
+    /// only when neither could take it.
+    pub async fn write(&self, row: MessageRow) -> Result<(), OutboxError> {
         match insert(&self.pool, &row).await {
             Ok(()) => {
                 self.live.success();
-                true
+                Ok(())
             }
             Err(error) => {
                 self.live.failure(ErrorChain(&error).to_string());
-                tracing::warn!(message_id = %row.id, error = %ErrorChain(&error),
-                    "storing the exchange failed; queued for retry");
-                self.queue(row);
-                false
+                tracing::debug!(message_id = %row.id, error = %ErrorChain(&error),
+                    "storing the exchange failed; keeping it in the outbox");
+                self.outbox.append(&row).await.inspect_err(|error| {
+                    tracing::error!(message_id = %row.id, error = %ErrorChain(error),
+                        "the exchange could be neither stored nor kept");
+                })?;
+                self.wake.notify_one();
+                Ok(())
             }
         }
     }
 
-    /// Hands `row` to the background retry loop without waiting.
-    pub fn queue(&self, row: MessageRow) {
-        if let Err(full) = self.retry.try_send(row) {
-            let row = full.into_inner();
-            tracing::error!(message_id = %row.id, session_id = %row.session_id,
-                "retry queue full; exchange not stored");
+    /// The last turns (at most `turns`) of session `id` of `owner` as
+    /// PostgreSQL recorded them, if its last exchange is more recent than
+    /// `idle` (a session Redis would still hold); `None` otherwise or when
+    /// the database cannot say.
+    pub async fn recent_turns(
+        &self,
+        id: Uuid,
+        owner: &Owner,
+        turns: usize,
+        idle: std::time::Duration,
+    ) -> Option<Vec<Turn>> {
+        let client = self.pool.get().await.ok()?;
+        let exchanges = i64::try_from(turns.div_ceil(2)).unwrap_or(i64::MAX);
+        let idle = f64::from(u32::try_from(idle.as_secs()).unwrap_or(u32::MAX));
+        let rows = client
+            .query(
+                "SELECT id, timestamp, message, reply FROM messages
+                 WHERE session_id = $1 AND user_id = $2 AND api_key_id IS NOT DISTINCT FROM $3
+                   AND reply IS NOT NULL AND timestamp > now() - make_interval(secs => $4)
+                 ORDER BY timestamp DESC LIMIT $5",
+                &[&id, &owner.user_id, &owner.api_key, &idle, &exchanges],
+            )
+            .await
+            .ok()?;
+        if rows.is_empty() {
+            return None;
+        }
+        let mut history = Vec::with_capacity(rows.len() * 2);
+        for row in rows.iter().rev() {
+            let turn = |role, content: String| Turn {
+                role,
+                content,
+                message_id: Some(row.get(0)),
+                created_at: row.get(1),
+            };
+            history.push(turn(Role::User, row.get(2)));
+            history.push(turn(Role::Assistant, row.get(3)));
+        }
+        let skip = history.len().saturating_sub(turns);
+        Some(history.split_off(skip))
+    }
+
+    /// Keeps `row` in the outbox at once, from a `Drop` (an exchange cut
+    /// short): no await, the commit happens on this thread.
+    pub fn keep_now(&self, row: &MessageRow) {
+        if let Err(error) = self.outbox.append_now(row) {
+            tracing::error!(message_id = %row.id, error = %ErrorChain(&error),
+                "the cut exchange could not be kept; it is lost");
+        }
+        self.wake.notify_one();
+    }
+}
+
+impl Drain {
+    async fn run(self, mut migrate: bool, mut gone: mpsc::Receiver<()>) {
+        loop {
+            tokio::select! {
+                _ = gone.recv() => {
+                    // Every writer is gone: what was kept last (exchanges
+                    // cut at the end of the grace period) goes in now if it
+                    // can; otherwise it waits in the outbox for the next start.
+                    if !migrate {
+                        self.drain_all().await;
+                    }
+                    return;
+                }
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(DRAIN_RETRY) => {}
+            }
+            if migrate {
+                migrate = !migrate_logged(&self.pool).await;
+            }
+            if migrate || !self.drain_all().await {
+                // The database still fails: wait before the next try
+                // rather than at every exchange that wakes us.
+                tokio::time::sleep(DRAIN_RETRY).await;
+            }
+        }
+    }
+
+    /// Writes the outbox's rows oldest first until it is empty (`true`) or
+    /// a write fails (`false`).
+    async fn drain_all(&self) -> bool {
+        loop {
+            let outbox = self.outbox.clone();
+            let batch = tokio::task::spawn_blocking(move || outbox.oldest(DRAIN_BATCH)).await;
+            let rows = match batch {
+                Ok(Ok(rows)) if !rows.is_empty() => rows,
+                Ok(Ok(_)) => return true,
+                Ok(Err(error)) => {
+                    tracing::error!(error = %ErrorChain(&error), "the outbox cannot be read");
+                    return false;
+                }
+                Err(_) => return false,
+            };
+            let mut written = Vec::with_capacity(rows.len());
+            let mut failed = false;
+            for (seq, row) in rows {
+                match insert(&self.pool, &row).await {
+                    Ok(()) => written.push(seq),
+                    Err(error) => {
+                        self.live.failure(ErrorChain(&error).to_string());
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if !written.is_empty() {
+                self.live.success();
+                tracing::info!(rows = written.len(), "exchanges from the outbox stored");
+                let outbox = self.outbox.clone();
+                let removed = tokio::task::spawn_blocking(move || outbox.remove(&written)).await;
+                if let Ok(Err(error)) = removed {
+                    // They will be written again (a no-op) at the next round.
+                    tracing::error!(error = %ErrorChain(&error), "the outbox could not drop stored rows");
+                }
+            }
+            if failed {
+                return false;
+            }
         }
     }
 }
 
-async fn retry_loop(pool: Pool, mut pending: mpsc::Receiver<MessageRow>) {
-    while let Some(row) = pending.recv().await {
-        loop {
-            match insert(&pool, &row).await {
-                Ok(()) => {
-                    tracing::info!(message_id = %row.id, "queued exchange stored");
-                    break;
-                }
-                Err(error) => {
-                    tracing::debug!(message_id = %row.id, error = %ErrorChain(&error), "retry failed");
-                    tokio::time::sleep(RETRY_EVERY).await;
-                }
-            }
+/// [`migrate`], logging the outcome; whether it succeeded.
+async fn migrate_logged(pool: &Pool) -> bool {
+    match migrate(pool).await {
+        Ok(applied) => {
+            tracing::info!(?applied, "database schema up to date");
+            true
+        }
+        Err(error) => {
+            tracing::debug!(error = %ErrorChain(&error), "migrations could not be applied yet");
+            false
         }
     }
 }

@@ -13,12 +13,14 @@ use chatbot_common::api::{ChatRequest, ChatResponse, MessageType, Role, Turn, Ur
 use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
 use chatbot_common::server::Inflight;
 use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+use crate::backends::Backends;
 use crate::classify::Classifier;
 use crate::db::{MessageRow, MessageWriter};
 use crate::escalation::{Escalator, UrgentMessage};
-use crate::llm::{LlmClient, LlmError, LlmMessage, LlmOutcome};
+use crate::llm::{LlmError, LlmMessage, LlmOutcome};
 use crate::metrics::Metrics;
 use crate::sessions::{Lookup, Sessions};
 use session_store::Owner;
@@ -29,16 +31,20 @@ pub struct Exchange {
     pub max_message_chars: usize,
     /// Earlier turns sent as context.
     pub history_turns: usize,
+    /// How long an idle session lives (`session.idle_timeout_secs`).
+    pub session_idle: Duration,
     /// First message of every conversation.
     pub system_prompt: String,
     /// Compiled keyword rules.
     pub classifier: Classifier,
-    /// The LLM.
-    pub llm: LlmClient,
+    /// The LLM backends.
+    pub llm: Arc<Backends>,
     /// Conversation history in Redis.
     pub sessions: Sessions,
-    /// PostgreSQL writes with retry.
+    /// PostgreSQL writes, through the outbox when it fails.
     pub writer: MessageWriter,
+    /// Exchanges this process may have in progress (`chat.max_inflight`).
+    pub slots: Arc<Semaphore>,
     /// n8n escalation.
     pub escalator: Escalator,
     /// Instruments.
@@ -62,6 +68,11 @@ pub struct Prepared {
     started: Instant,
     timestamp: DateTime<Utc>,
     streamed: bool,
+    /// Turns read back from PostgreSQL for a session Redis lost, to put
+    /// back with this exchange's.
+    restored: Vec<Turn>,
+    /// This exchange's place among `chat.max_inflight`.
+    _slot: OwnedSemaphorePermit,
     /// The conversation sent to the model.
     pub prompt: Vec<LlmMessage>,
 }
@@ -77,12 +88,18 @@ impl Exchange {
         started: Instant,
     ) -> Result<Prepared, ApiError> {
         request.validate(self.max_message_chars)?;
+        let slot = self.admit()?;
         let owner = Owner {
             api_key,
             user_id: request.user_id,
         };
         let (session_id, history, new_session) =
             self.session_and_history(request.session_id, &owner).await?;
+        let restored = if new_session && request.session_id.is_some() {
+            history.clone()
+        } else {
+            Vec::new()
+        };
         let (kind, urgency) = self.classifier.classify(&request.message);
         let mut prompt = Vec::with_capacity(history.len() + 2);
         prompt.push(LlmMessage {
@@ -112,7 +129,31 @@ impl Exchange {
             started,
             timestamp: Utc::now(),
             streamed: request.stream,
+            restored,
+            _slot: slot,
             prompt,
+        })
+    }
+
+    /// A place among `chat.max_inflight`, unless they are all taken or the
+    /// exchange could not be kept (database down, outbox full): then 503
+    /// at once, before any work.
+    fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if self.writer.outbox().is_full() {
+            self.metrics.error("storage_unavailable", "database");
+            return Err(ApiError::new(
+                ErrorCode::StorageUnavailable,
+                "the database is unavailable and the outbox is full; try again later",
+            )
+            .retry_after(30));
+        }
+        self.slots.clone().try_acquire_owned().map_err(|_| {
+            self.metrics.error("overloaded", "chat");
+            ApiError::new(
+                ErrorCode::Overloaded,
+                "this chat process has as many exchanges in progress as it takes",
+            )
+            .retry_after(1)
         })
     }
 
@@ -128,10 +169,13 @@ impl Exchange {
         };
         match self.sessions.lookup(id, owner, self.history_turns).await {
             Lookup::Found(turns) => Ok((id, turns, false)),
-            Lookup::Missing => Err(ApiError::new(
-                ErrorCode::SessionNotFound,
-                format!("session {id} does not exist or has expired"),
-            )),
+            Lookup::Missing => match self.restore(id, owner).await {
+                Some(turns) => Ok((id, turns, true)),
+                None => Err(ApiError::new(
+                    ErrorCode::SessionNotFound,
+                    format!("session {id} does not exist or has expired"),
+                )),
+            },
             Lookup::Unavailable(error) => {
                 self.degraded(&error);
                 Ok((id, Vec::new(), false))
@@ -139,16 +183,28 @@ impl Exchange {
         }
     }
 
+    /// The history of a session Redis does not hold but should (made while
+    /// Redis was down, or lost with its data), from PostgreSQL: its owner's
+    /// exchanges within the idle timeout, unless it was deleted.
+    async fn restore(&self, id: Uuid, owner: &Owner) -> Option<Vec<Turn>> {
+        if !self.sessions.may_restore(id).await {
+            return None;
+        }
+        self.writer
+            .recent_turns(id, owner, self.history_turns, self.session_idle)
+            .await
+    }
+
     fn degraded(&self, error: &ApiError) {
         self.metrics.error(error.code.as_str(), "session");
-        tracing::warn!(error = %error.message, "session store unavailable; answering without history");
+        tracing::debug!(error = %error.message, "session store unavailable; answering without history");
     }
 
     /// Calls the LLM (handing tokens to `on_token`) and finishes the
     /// exchange. Also returns how long the LLM call took. If this is dropped
     /// before the row is stored (the service stopped past its grace period),
     /// the message is still recorded, with a `service_unavailable` error,
-    /// through the retry queue (see [`Unfinished`]).
+    /// through the outbox (see [`Unfinished`]).
     pub async fn complete(
         &self,
         prepared: Prepared,
@@ -173,12 +229,12 @@ impl Exchange {
         prepared: &Prepared,
         on_token: impl FnMut(&str),
     ) -> Result<LlmOutcome, LlmError> {
-        let started = Instant::now();
-        let result = self.llm.chat(&prepared.prompt, on_token).await;
+        let started = tokio::time::Instant::now();
+        let result = self.llm.chat(&prepared.prompt, on_token, started).await;
         self.metrics
             .llm_call(started.elapsed(), result.as_ref().ok());
         if let Err(error) = &result {
-            tracing::warn!(message_id = %prepared.id, error = %ErrorChain(error), "LLM call failed");
+            tracing::debug!(message_id = %prepared.id, error = %ErrorChain(error), "LLM call failed");
         }
         result
     }
@@ -192,7 +248,7 @@ impl Exchange {
     ) -> Result<ChatResponse, ApiError> {
         let elapsed = prepared.started.elapsed();
         let response_time_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        let result = result.map_err(|e| e.to_api());
+        let mut result = result.map_err(|e| e.to_api());
         // The row and the session turns are independent: store both at once.
         let stored = self
             .writer
@@ -202,7 +258,15 @@ impl Exchange {
                 self.remember(prepared, &outcome.reply).await;
             }
         };
-        tokio::join!(stored, remembered);
+        let (stored, ()) = tokio::join!(stored, remembered);
+        if stored.is_err() {
+            // Neither stored nor kept: refused rather than answered and lost.
+            result = Err(ApiError::new(
+                ErrorCode::StorageUnavailable,
+                "the exchange could not be stored; try again later",
+            )
+            .retry_after(30));
+        }
         self.metrics.message(prepared.kind, prepared.urgency);
         if let Err(error) = &result {
             self.metrics.error(error.code.as_str(), "llm");
@@ -252,10 +316,11 @@ impl Exchange {
             message_id: Some(prepared.id),
             created_at: now,
         };
-        let turns = vec![
+        let mut turns = prepared.restored.clone();
+        turns.extend([
             turn(Role::User, &prepared.message),
             turn(Role::Assistant, reply),
-        ];
+        ]);
         let create_for = prepared.new_session.then_some(&prepared.owner);
         if let Err(error) = self
             .sessions
@@ -263,7 +328,7 @@ impl Exchange {
             .await
         {
             self.metrics.error(error.code.as_str(), "session");
-            tracing::warn!(session_id = %prepared.session_id, error = %error.message,
+            tracing::debug!(session_id = %prepared.session_id, error = %error.message,
                 "could not add the exchange to the session");
         }
     }
@@ -291,8 +356,8 @@ impl Exchange {
 
 /// The record of an exchange in progress, stored if the exchange is dropped
 /// before its own row is (the service stopped past its grace period, a
-/// panic): the message with a `service_unavailable` error, through the retry
-/// queue, so no message is lost. When the real row was stored first, this
+/// panic): the message with a `service_unavailable` error, through the
+/// outbox, so no message is lost. When the real row was stored first, this
 /// one changes nothing (same id, `ON CONFLICT DO NOTHING`).
 struct Unfinished<'a> {
     exchange: &'a Exchange,
@@ -313,7 +378,7 @@ impl Drop for Unfinished<'_> {
         let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
         let row = row(self.prepared, &cut, self.exchange.llm.model(), elapsed);
         tracing::warn!(message_id = %row.id, "exchange cut short; storing the message with an error");
-        self.exchange.writer.queue(row);
+        self.exchange.writer.keep_now(&row);
     }
 }
 

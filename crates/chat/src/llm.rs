@@ -1,4 +1,5 @@
-//! The LLM client: Ollama's `POST /api/chat`, always streamed.
+//! One Ollama backend: `POST /api/chat`, always streamed
+//! ([`crate::backends`] spreads calls over several).
 //!
 //! Streaming toward Ollama even when the client wants one JSON answer lets us
 //! enforce three timeouts: connect (on the shared client), first token, and
@@ -6,13 +7,10 @@
 //! with token counts and nanosecond durations; an `{"error": ...}` line ends
 //! the stream with an error.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chatbot_common::config::LlmTimeouts;
 use chatbot_common::error::{ApiError, ErrorCode};
-use chatbot_common::health::LiveSignal;
-use chatbot_common::probe::{Check, CheckError, Endpoint};
 use chatbot_common::upstream::Upstream;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -73,6 +71,14 @@ pub enum LlmError {
     /// A line could not be parsed.
     #[error("the LLM sent an unreadable line")]
     Protocol(#[source] serde_json::Error),
+    /// No backend may serve now (all failing, or none has the model).
+    #[error("no LLM backend can serve '{model}' now")]
+    NoBackend {
+        /// The model asked for.
+        model: String,
+        /// Until a backend's breaker lets a probe through.
+        retry_after: Duration,
+    },
 }
 
 impl LlmError {
@@ -80,12 +86,32 @@ impl LlmError {
     /// 502 any other failure of the LLM.
     pub fn to_api(&self) -> ApiError {
         let code = match self {
+            Self::NoBackend { retry_after, .. } => {
+                return ApiError::new(ErrorCode::LlmUnavailable, self.to_string())
+                    .retry_after(retry_after.as_secs_f64().ceil() as u64);
+            }
             Self::Unreachable(_) => ErrorCode::LlmUnavailable,
             Self::Status { status: 503, .. } => ErrorCode::LlmUnavailable,
             Self::FirstTokenTimeout(_) | Self::TotalTimeout(_) => ErrorCode::LlmTimeout,
             _ => ErrorCode::LlmError,
         };
         ApiError::new(code, self.to_string())
+    }
+
+    /// Whether this says the backend is failing (its breaker counts it),
+    /// rather than the request or the model.
+    pub fn is_backend_failure(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => *status >= 500,
+            Self::NoBackend { .. } => false,
+            _ => true,
+        }
+    }
+
+    /// Whether the request never reached the backend, so another may take
+    /// it.
+    pub fn may_retry_elsewhere(&self) -> bool {
+        matches!(self, Self::Unreachable(e) if e.is_connect())
     }
 }
 
@@ -125,15 +151,12 @@ struct ErrorBody {
     error: String,
 }
 
-/// Calls one model through the Ollama API.
+/// Calls one model on one Ollama backend.
 #[derive(Debug, Clone)]
 pub struct LlmClient {
     upstream: Upstream,
-    /// `GET /api/version`, for readiness.
-    version: Endpoint,
     model: String,
     timeouts: LlmTimeouts,
-    live: Arc<LiveSignal>,
 }
 
 impl LlmClient {
@@ -141,52 +164,21 @@ impl LlmClient {
     /// the connect timeout).
     pub fn new(upstream: Upstream, model: String, timeouts: LlmTimeouts) -> Self {
         Self {
-            version: Endpoint::new(upstream.clone(), "/api/version"),
             upstream,
             model,
             timeouts,
-            live: Arc::default(),
         }
     }
 
-    /// What live calls say about the LLM (fed by [`LlmClient::chat`]).
-    pub fn live(&self) -> &LiveSignal {
-        &self.live
-    }
-
-    /// The configured model.
-    pub fn model(&self) -> &str {
-        &self.model
-    }
-
-    /// Readiness: recent live calls did not all fail, and `GET /api/version`
-    /// (cheap, never a generation) answers.
-    pub async fn ping(&self) -> Result<(), CheckError> {
-        self.live.check()?;
-        self.version.check().await
-    }
-
-    /// Runs one chat call, handing each token to `on_token` as it arrives,
-    /// and reports its outcome to the live signal.
-    pub async fn chat(
-        &self,
-        messages: &[LlmMessage],
-        on_token: impl FnMut(&str),
-    ) -> Result<LlmOutcome, LlmError> {
-        let result = self.call(messages, on_token).await;
-        match &result {
-            Ok(_) => self.live.success(),
-            Err(error) => self.live.failure(error.to_string()),
-        }
-        result
-    }
-
-    async fn call(
+    /// Runs one chat call, handing each token to `on_token` as it arrives;
+    /// the first-token and total timeouts count from `started` (the first
+    /// try, when an earlier backend could not be reached).
+    pub async fn call(
         &self,
         messages: &[LlmMessage],
         mut on_token: impl FnMut(&str),
+        started: Instant,
     ) -> Result<LlmOutcome, LlmError> {
-        let started = Instant::now();
         let deadline = started + self.timeouts.total();
         let first_deadline = (started + self.timeouts.first_token()).min(deadline);
         let timed_out = |at: Instant| {

@@ -8,7 +8,10 @@
 //! `chatbot_llm_tokens_total{model, direction}`,
 //! `chatbot_llm_time_per_output_token_seconds{model}`,
 //! `chatbot_llm_model_load_duration_seconds{model}` (Ollama's `load_duration`),
-//! `chatbot_pool_connections{pool="postgres", state}`.
+//! `chatbot_pool_connections{pool="postgres", state}`,
+//! `chatbot_outbox_rows`, `chatbot_outbox_size_bytes` and
+//! `chatbot_outbox_oldest_age_seconds` (the durable outbox, see
+//! [`crate::outbox`]); the LLM backends' own are in [`crate::backends`].
 //! Every label takes values from a fixed set; the model is the configured one.
 
 use std::sync::Arc;
@@ -20,6 +23,39 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 
 use crate::llm::LlmOutcome;
+use crate::outbox;
+
+/// Exports what the outbox holds, read at each scrape.
+pub fn export_outbox(meter: &Meter, stats: Arc<outbox::Stats>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let rows = stats.clone();
+    meter
+        .u64_observable_gauge("chatbot_outbox_rows")
+        .with_description("Exchanges kept on disk until the database takes them")
+        .with_callback(move |gauge| gauge.observe(rows.rows.load(Relaxed), &[]))
+        .build();
+    let bytes = stats.clone();
+    meter
+        .u64_observable_gauge("chatbot_outbox_size")
+        .with_unit("By")
+        .with_description("Bytes of exchanges kept on disk until the database takes them")
+        .with_callback(move |gauge| gauge.observe(bytes.bytes.load(Relaxed), &[]))
+        .build();
+    meter
+        .f64_observable_gauge("chatbot_outbox_oldest_age")
+        .with_unit("s")
+        .with_description("Age of the oldest exchange waiting in the outbox (0: empty)")
+        .with_callback(move |gauge| {
+            let oldest = stats.oldest_ms.load(Relaxed);
+            let age = if oldest == 0 {
+                0.0
+            } else {
+                (chrono::Utc::now().timestamp_millis() - oldest).max(0) as f64 / 1000.0
+            };
+            gauge.observe(age, &[]);
+        })
+        .build();
+}
 
 /// Instruments of the chat service.
 #[derive(Clone)]

@@ -46,6 +46,12 @@ impl Sessions {
         }
     }
 
+    /// Whether a session the store does not know may be brought back from
+    /// PostgreSQL: not when it was deleted (or when Redis cannot say).
+    pub async fn may_restore(&self, id: Uuid) -> bool {
+        matches!(self.store.was_deleted(id).await, Ok(false))
+    }
+
     /// Appends the turns of one exchange; `create_for` starts a new session
     /// for that owner in the same step.
     pub async fn append(

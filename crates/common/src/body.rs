@@ -3,7 +3,9 @@
 //! actix's own `Json` extractor answers some failures with text bodies; this
 //! one keeps every answer in our error format: 413 past the limit (checked on
 //! `Content-Length` first, then while reading), 400 for text that is not JSON,
-//! 422 for JSON of the wrong shape. The content type is not enforced, so a
+//! 422 for JSON of the wrong shape, 408 `request_timeout` for a body that
+//! takes longer than [`BODY_TIMEOUT`] to arrive (a slow or stalled client
+//! holds nothing for long). The content type is not enforced, so a
 //! `curl -d` without `-H` works.
 
 use actix_web::HttpRequest;
@@ -14,8 +16,27 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorCode};
 
-/// Reads the whole body, refusing more than `limit` bytes.
+/// The longest a client may take to send a request body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the whole body, refusing more than `limit` bytes or a body that
+/// takes longer than [`BODY_TIMEOUT`].
 pub async fn read_limited(
+    req: &HttpRequest,
+    payload: Payload,
+    limit: usize,
+) -> Result<BytesMut, ApiError> {
+    tokio::time::timeout(BODY_TIMEOUT, read_body(req, payload, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                ErrorCode::RequestTimeout,
+                format!("the request body took longer than {BODY_TIMEOUT:?} to arrive"),
+            ))
+        })
+}
+
+async fn read_body(
     req: &HttpRequest,
     mut payload: Payload,
     limit: usize,

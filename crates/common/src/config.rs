@@ -185,6 +185,9 @@ impl Settings {
         {
             return fail("database.password", "must not be empty when set");
         }
+        if self.chat.max_inflight == 0 {
+            return fail("chat.max_inflight", "must be at least 1");
+        }
         if self.chat.model.is_empty() {
             return fail("chat.model", "must not be empty");
         }
@@ -434,9 +437,23 @@ pub struct ChatSettings {
     pub timeouts: LlmTimeouts,
     /// Keyword rules for type and urgency.
     pub classification: ClassificationSettings,
-    /// Exchanges whose database write failed wait here for a retry; past this
-    /// many, new failures are logged and counted instead.
-    pub write_retry_queue: usize,
+    /// Exchanges in progress at once in this process; past it, new ones are
+    /// refused at once with 503 `overloaded` and `Retry-After`.
+    pub max_inflight: usize,
+    /// Where exchanges wait that the database could not take yet.
+    pub outbox: OutboxSettings,
+}
+
+/// The durable outbox of exchanges not yet in PostgreSQL (`chat/src/outbox.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSettings {
+    /// Its file (created with its directory); one per chat process, on a
+    /// disk that survives a restart of the process.
+    pub path: PathBuf,
+    /// Bytes of rows it may hold; when full, new exchanges are refused with
+    /// 503 `storage_unavailable` until the database takes the backlog.
+    pub max_bytes: u64,
 }
 
 /// Timeouts of one LLM call, in milliseconds.
@@ -603,6 +620,21 @@ pub struct RedisSettings {
 pub struct OllamaSettings {
     /// Base URL, `http://127.0.0.1:11434` for a local Ollama.
     pub url: String,
+    /// Several Ollama servers (replaces `url` when not empty): chat spreads
+    /// the calls over them (see `chat/src/backends.rs`).
+    #[serde(default)]
+    pub urls: Vec<String>,
+}
+
+impl OllamaSettings {
+    /// The backends: `urls`, or `url` alone.
+    pub fn backends(&self) -> Vec<&str> {
+        if self.urls.is_empty() {
+            vec![self.url.as_str()]
+        } else {
+            self.urls.iter().map(String::as_str).collect()
+        }
+    }
 }
 
 /// The optional n8n webhook.

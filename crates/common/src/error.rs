@@ -17,6 +17,8 @@ pub enum ErrorCode {
     MalformedJson,
     /// The body is larger than the configured limit (413).
     PayloadTooLarge,
+    /// The client took too long to send its request body (408).
+    RequestTimeout,
     /// A field is missing, has the wrong type or an invalid value (422).
     InvalidRequest,
     /// No API key, a malformed one, or one that is unknown or revoked (401).
@@ -42,6 +44,13 @@ pub enum ErrorCode {
     ServiceUnavailable,
     /// An internal service did not answer in time (504).
     UpstreamTimeout,
+    /// The service has as many exchanges in progress as it takes; retry
+    /// after `Retry-After` (503).
+    Overloaded,
+    /// The exchange could be neither stored nor kept for later (the
+    /// database is down and the outbox full or failing): refused rather than
+    /// answered and lost (503).
+    StorageUnavailable,
     /// Something unexpected; details are in the logs (500).
     Internal,
 }
@@ -52,6 +61,7 @@ impl ErrorCode {
         match self {
             Self::MalformedJson => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::InvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -59,7 +69,10 @@ impl ErrorCode {
             Self::SessionNotFound | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::LlmError => StatusCode::BAD_GATEWAY,
-            Self::LlmUnavailable | Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LlmUnavailable
+            | Self::ServiceUnavailable
+            | Self::Overloaded
+            | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::LlmTimeout | Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -70,6 +83,7 @@ impl ErrorCode {
         match self {
             Self::MalformedJson => "malformed_json",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::InvalidRequest => "invalid_request",
             Self::Unauthorized => "unauthorized",
             Self::RateLimited => "rate_limited",
@@ -82,14 +96,17 @@ impl ErrorCode {
             Self::LlmTimeout => "llm_timeout",
             Self::ServiceUnavailable => "service_unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::Overloaded => "overloaded",
+            Self::StorageUnavailable => "storage_unavailable",
             Self::Internal => "internal",
         }
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 18] = [
         Self::MalformedJson,
         Self::PayloadTooLarge,
+        Self::RequestTimeout,
         Self::InvalidRequest,
         Self::Unauthorized,
         Self::RateLimited,
@@ -102,6 +119,8 @@ impl ErrorCode {
         Self::LlmTimeout,
         Self::ServiceUnavailable,
         Self::UpstreamTimeout,
+        Self::Overloaded,
+        Self::StorageUnavailable,
         Self::Internal,
     ];
 }
@@ -117,6 +136,10 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// A human-readable explanation, safe to show to the client.
     pub message: String,
+    /// Seconds after which a retry may succeed, sent as `Retry-After`
+    /// (not part of the body).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 /// The JSON envelope `{"error": {...}}`.
@@ -134,7 +157,15 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to retry after `seconds`.
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
     }
 
     /// 422 for an invalid field.
@@ -181,7 +212,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, seconds));
+        }
+        response
             .content_type("application/json")
             .body(self.to_json())
     }

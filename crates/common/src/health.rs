@@ -105,9 +105,12 @@ pub async fn run_checks(checks: &[Required], timeout: Duration) -> ReadinessRepo
 ///
 /// Callers report every call's outcome; after [`LiveSignal::THRESHOLD`]
 /// failures in a row, the dependency counts as down until a call succeeds or
-/// [`LiveSignal::FORGET_AFTER`] passes without a new failure.
-#[derive(Debug, Default)]
+/// [`LiveSignal::FORGET_AFTER`] passes without a new failure. Going down and
+/// coming back are logged at ERROR, once each, so the error log tells an
+/// outage's story without a line per request.
+#[derive(Debug)]
 pub struct LiveSignal {
+    name: &'static str,
     state: std::sync::Mutex<LiveState>,
 }
 
@@ -115,6 +118,13 @@ pub struct LiveSignal {
 struct LiveState {
     failures_in_a_row: u32,
     last_failure: Option<(std::time::Instant, String)>,
+    down: bool,
+}
+
+impl Default for LiveSignal {
+    fn default() -> Self {
+        Self::named("dependency")
+    }
 }
 
 impl LiveSignal {
@@ -123,18 +133,35 @@ impl LiveSignal {
     /// How long a run of failures counts without a new one.
     pub const FORGET_AFTER: Duration = Duration::from_secs(30);
 
+    /// The signal of the dependency `name` (as the logs call it).
+    pub fn named(name: &'static str) -> Self {
+        Self {
+            name,
+            state: std::sync::Mutex::default(),
+        }
+    }
+
     /// A call succeeded.
     pub fn success(&self) {
         if let Ok(mut state) = self.state.lock() {
             state.failures_in_a_row = 0;
+            if std::mem::take(&mut state.down) {
+                tracing::error!(dependency = self.name, "{} recovered", self.name);
+            }
         }
     }
 
     /// A call failed because of the dependency.
     pub fn failure(&self, reason: impl Into<String>) {
         if let Ok(mut state) = self.state.lock() {
+            let reason = reason.into();
             state.failures_in_a_row = state.failures_in_a_row.saturating_add(1);
-            state.last_failure = Some((std::time::Instant::now(), reason.into()));
+            if state.failures_in_a_row >= Self::THRESHOLD && !state.down {
+                state.down = true;
+                tracing::error!(dependency = self.name, error = %reason,
+                    "{} is failing: requests that need it are degraded", self.name);
+            }
+            state.last_failure = Some((std::time::Instant::now(), reason));
         }
     }
 

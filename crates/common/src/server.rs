@@ -102,6 +102,12 @@ impl Inflight {
 /// load with actix's 5 s default).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
+/// How long a client may take to send a request's head (line and
+/// headers) once its connection is open or its last request answered:
+/// past it, 408 and the connection is closed. The body has its own limit
+/// ([`crate::body::BODY_TIMEOUT`]).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long one readiness check may take.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -244,6 +250,8 @@ impl ServiceBuilder {
         })
         .on_connect(no_delay)
         .keep_alive(KEEP_ALIVE)
+        .client_request_timeout(HEADER_TIMEOUT)
+        .client_disconnect_timeout(Duration::from_secs(1))
         .disable_signals()
         .shutdown_timeout(grace.as_secs());
         if self.settings.workers > 0 {

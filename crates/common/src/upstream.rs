@@ -6,7 +6,9 @@
 //! which add the current span's W3C `traceparent` (see
 //! [`crate::trace_context`]), so the peer's logs carry the same trace id.
 //! An upstream made with [`Upstream::spread`] takes the replicas behind its
-//! host name in turn (see [`crate::replicas`]).
+//! host name in turn (see [`crate::replicas`]). What [`Upstream::forward`]
+//! sees feeds a [`LiveSignal`]: a peer going down and coming back is logged
+//! at ERROR once each, not a line per failed request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::health::LiveSignal;
 use crate::replicas::Replicas;
 
 /// A named peer reached over HTTP.
@@ -24,6 +27,7 @@ pub struct Upstream {
     base: String,
     replicas: Option<Arc<Replicas>>,
     client: reqwest::Client,
+    live: Arc<LiveSignal>,
 }
 
 /// Builds the shared client: keep-alive pool, connect timeout, no proxy
@@ -59,6 +63,7 @@ impl Upstream {
             base: base.trim_end_matches('/').to_owned(),
             replicas: None,
             client,
+            live: Arc::new(LiveSignal::named(name)),
         }
     }
 
@@ -108,7 +113,9 @@ impl Upstream {
 
     /// Maps a transport failure to 503 (unreachable) or 504 (too slow).
     pub fn transport_error(&self, error: &reqwest::Error) -> ApiError {
-        tracing::warn!(upstream = self.name, error = %crate::error::ErrorChain(error), "upstream call failed");
+        let chain = crate::error::ErrorChain(error).to_string();
+        tracing::debug!(upstream = self.name, error = %chain, "upstream call failed");
+        self.live.failure(chain);
         if error.is_timeout() {
             ApiError::new(
                 ErrorCode::UpstreamTimeout,
@@ -124,10 +131,19 @@ impl Upstream {
 
     /// Turns an upstream error answer into ours: our own JSON errors pass
     /// through unchanged, anything else becomes a 503 naming the peer.
+    /// Its `Retry-After` (in seconds) is passed on.
     pub async fn error_from(&self, response: reqwest::Response) -> ApiError {
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         match response.json::<ErrorBody>().await {
-            Ok(body) => body.error,
+            Ok(body) => ApiError {
+                retry_after,
+                ..body.error
+            },
             Err(_) => {
                 tracing::warn!(
                     upstream = self.name,
@@ -170,6 +186,7 @@ impl Upstream {
     /// pass through, transport failures become 503 or 504.
     pub async fn forward(&self, request: reqwest::RequestBuilder) -> Result<Relayed, ApiError> {
         let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        self.live.success();
         if !response.status().is_success() {
             return Err(self.error_from(response).await);
         }

@@ -4,7 +4,8 @@
 //! |---|---|---|
 //! | `database` | yes | `SELECT 1` on a pooled PostgreSQL connection |
 //! | `redis` | yes | `PING` |
-//! | `ollama` | yes | `GET /api/tags` (never a generation); fails when the configured model is missing |
+//! | `ollama` | yes | `GET /api/tags` (never a generation); fails when the configured model is missing (with several `ollama.urls`: when no backend has it) |
+//! | `ollama-N` | no | with several `ollama.urls`, backend N alone: one down makes the verdict WARN |
 //! | `n8n` | no | `GET n8n.health_url`, only when it is set |
 //! | `disk` | yes | free space of each `aggregator.disk_paths` entry against the thresholds |
 //! | `memory` | yes | `MemAvailable / MemTotal` from `/proc/meminfo` against the thresholds |
@@ -109,6 +110,30 @@ impl Probe for Ollama {
                 },
                 Ok(_) => Observation::fail(&CheckError::MissingModel(self.model.clone())),
                 Err(error) => Observation::fail(&error),
+            }
+        })
+    }
+}
+
+/// Several Ollama backends: passes while at least one has the model.
+pub struct AnyOllama(pub Vec<Ollama>);
+
+impl Probe for AnyOllama {
+    fn run(&self) -> BoxFuture<'_, Observation> {
+        Box::pin(async move {
+            let seen = futures::future::join_all(self.0.iter().map(|o| o.run())).await;
+            let serving = seen.iter().filter(|o| o.level == Level::Pass).count();
+            let model = self.0.first().map_or("", |o| o.model.as_str());
+            if serving > 0 {
+                Observation {
+                    output: Some(format!(
+                        "{serving} of {} backends serve '{model}'",
+                        seen.len()
+                    )),
+                    ..Observation::pass()
+                }
+            } else {
+                seen.into_iter().next().unwrap_or_else(Observation::pass)
             }
         })
     }

@@ -25,7 +25,9 @@ use chatbot_common::verdict::{MEDIA_TYPE, Status, Verdict};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::checks::{Check, Disk, Endpoint, Memory, Ollama, Postgres, Redis, Thresholds};
+use crate::checks::{
+    AnyOllama, Check, Disk, Endpoint, Memory, Ollama, Postgres, Redis, Thresholds,
+};
 use crate::poller::Poller;
 
 /// Builds the aggregator, starts its poll loop and binds its listener.
@@ -78,15 +80,6 @@ fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc
         Check::new("database", true, "datastore", Postgres(database)),
         Check::new("redis", true, "datastore", Redis(redis)),
         Check::new(
-            "ollama",
-            true,
-            "system",
-            Ollama {
-                tags: Endpoint::new(upstream("ollama", &settings.ollama.url), "/api/tags"),
-                model: settings.chat.model.clone(),
-            },
-        ),
-        Check::new(
             "disk",
             true,
             "system",
@@ -104,6 +97,7 @@ fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc
             },
         ),
     ];
+    checks.extend(ollama_checks(settings, &upstream));
     if !settings.n8n.health_url.is_empty() {
         let n8n = upstream("n8n", &settings.n8n.health_url);
         checks.push(Check::new(
@@ -123,6 +117,33 @@ fn components(settings: &Settings, timeout: Duration) -> std::io::Result<Vec<Arc
         ));
     }
     Ok(checks)
+}
+
+/// `ollama`, and with several backends one optional `ollama-N` each.
+fn ollama_checks(
+    settings: &Settings,
+    upstream: &dyn Fn(&'static str, &str) -> Upstream,
+) -> Vec<Arc<Check>> {
+    let urls = settings.ollama.backends();
+    let ollama = |url: &str| Ollama {
+        tags: Endpoint::new(upstream("ollama", url), "/api/tags"),
+        model: settings.chat.model.clone(),
+    };
+    if let [one] = urls.as_slice() {
+        return vec![Check::new("ollama", true, "system", ollama(one))];
+    }
+    let mut checks = vec![Check::new(
+        "ollama",
+        true,
+        "system",
+        AnyOllama(urls.iter().map(|url| ollama(url)).collect()),
+    )];
+    checks.extend(
+        urls.iter()
+            .enumerate()
+            .map(|(i, url)| Check::new(format!("ollama-{}", i + 1), false, "system", ollama(url))),
+    );
+    checks
 }
 
 struct State {

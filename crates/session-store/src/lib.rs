@@ -11,6 +11,7 @@
 //! | `P session:{id}` | hash | `user_id`, `api_key` (the id of the API key that made it, empty when none), `created_at`, `updated_at` (RFC 3339) |
 //! | `P session:{id}:turns` | list | one JSON [`Turn`] per element, oldest first |
 //! | `P active` | sorted set | session ids scored by last activity (ms since epoch) |
+//! | `P session:{id}:deleted` | string | present for the idle timeout after a delete, so chat never brings a deleted session back from PostgreSQL |
 //!
 //! Both per-session keys carry the idle TTL, refreshed on every append. The
 //! sorted set is pruned of expired members on writes, and counted with
@@ -62,9 +63,10 @@ static APPEND: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-/// Deletes a session if it belongs to the API key in ARGV[1] (empty: none).
-/// Keys: the session hash, its turns list, the active set; ARGV[2] the
-/// session id. Returns 1 when deleted, 0 when missing or another key's.
+/// Deletes a session if it belongs to the API key in ARGV[1] (empty: none),
+/// leaving its tombstone. Keys: the session hash, its turns list, the active
+/// set, the tombstone; ARGV[2] the session id, ARGV[3] the idle timeout in
+/// seconds. Returns 1 when deleted, 0 when missing or another key's.
 static DELETE_OWNED: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -72,6 +74,7 @@ static DELETE_OWNED: LazyLock<redis::Script> = LazyLock::new(|| {
         if redis.call('EXISTS', KEYS[1]) == 0 or (key or '') ~= ARGV[1] then return 0 end
         redis.call('DEL', KEYS[1], KEYS[2])
         redis.call('ZREM', KEYS[3], ARGV[2])
+        redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
         return 1
         ",
     )
@@ -147,6 +150,10 @@ impl SessionStore {
 
     fn turns_key(&self, id: Uuid) -> String {
         format!("{}session:{id}:turns", self.prefix)
+    }
+
+    fn tombstone_key(&self, id: Uuid) -> String {
+        format!("{}session:{id}:deleted", self.prefix)
     }
 
     fn active_key(&self) -> String {
@@ -313,12 +320,23 @@ impl SessionStore {
             .key(self.key(id))
             .key(self.turns_key(id))
             .key(self.active_key())
+            .key(self.tombstone_key(id))
             .arg(key_field(api_key))
-            .arg(id.to_string());
+            .arg(id.to_string())
+            .arg(self.idle_secs());
         self.bounded(async {
             let mut conn = self.redis.clone();
             let removed: u8 = invocation.invoke_async(&mut conn).await?;
             Ok(removed == 1)
+        })
+        .await
+    }
+
+    /// Whether session `id` was deleted within the idle timeout.
+    pub async fn was_deleted(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.bounded(async {
+            let mut conn = self.redis.clone();
+            Ok(conn.exists(self.tombstone_key(id)).await?)
         })
         .await
     }

@@ -70,8 +70,10 @@ async fn the_first_append_creates_and_later_ones_extend() {
     );
     assert_eq!(store.count_active().await.unwrap(), 1);
 
+    assert!(!store.was_deleted(id).await.unwrap());
     assert!(store.delete(id, None).await.unwrap());
     assert!(!store.delete(id, None).await.unwrap(), "already gone");
+    assert!(store.was_deleted(id).await.unwrap(), "a tombstone stays");
     assert_eq!(
         store.get(id, None).await.unwrap().map(|s| s.session_id),
         None

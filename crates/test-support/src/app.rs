@@ -29,6 +29,7 @@ pub fn settings() -> Settings {
     }
     s.log.level = "warn".into();
     s.auth.enabled = false;
+    s.chat.outbox.path = crate::process::unique_outbox().into();
     s
 }
 

@@ -53,6 +53,17 @@ pub struct ServiceProcess {
     exit_status: Option<ExitStatus>,
 }
 
+/// The variable naming chat's outbox file.
+pub const OUTBOX_VAR: &str = "CHATBOT__CHAT__OUTBOX__PATH";
+
+/// A path for an outbox file no other process uses.
+pub fn unique_outbox() -> String {
+    std::env::temp_dir()
+        .join(format!("chatbot-test-outbox-{}.redb", uuid::Uuid::new_v4()))
+        .display()
+        .to_string()
+}
+
 impl ServiceProcess {
     /// Runs the workspace binary `binary_name` with the inherited environment
     /// plus `envs`, and waits (up to 30 s) until it logs that it is listening.
@@ -88,7 +99,11 @@ impl ServiceProcess {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
+        // Every chat process gets an outbox file of its own unless the test
+        // names one (to restart a chat on the same outbox).
+        let outbox = (!envs.iter().any(|(k, _)| k == OUTBOX_VAR)).then(unique_outbox);
         let mut child = Command::new(path)
+            .envs(outbox.map(|path| (OUTBOX_VAR.to_owned(), path)))
             .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -227,7 +227,8 @@ async fn readiness_reflects_llm_failures_seen_in_live_traffic() {
         (response.status(), response.json::<Value>().await.unwrap())
     };
     assert_eq!(ready().await.0, StatusCode::OK);
-    // Ollama still answers /api/version, but every generation fails.
+    // Ollama still answers /api/tags, but every generation fails: three in
+    // a row open the breaker.
     stack
         .sim
         .sim()
@@ -242,12 +243,18 @@ async fn readiness_reflects_llm_failures_seen_in_live_traffic() {
     let (status, report) = ready().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
     let reason = report["checks"]["ollama"]["error"].as_str().unwrap();
-    assert!(reason.contains("last 3 calls failed"), "{reason}");
+    assert!(reason.contains("no LLM backend can take calls"), "{reason}");
     stack
         .sim
         .sim()
         .update_config(|c| c.error_rate = 0.0)
         .unwrap();
-    stack.say("u", "hello again", None).await;
-    assert_eq!(ready().await.0, StatusCode::OK, "one success clears it");
+    test_support::poll::until("the breaker's probe", Duration::from_secs(10), || async {
+        let (status, _) = stack
+            .send(json!({"user_id": "u", "message": "again"}))
+            .await;
+        (status == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert_eq!(ready().await.0, StatusCode::OK, "one success closes it");
 }

@@ -6,6 +6,7 @@
 mod exchange;
 mod failures;
 mod reports;
+mod resilience;
 
 use chatbot_common::config::Settings;
 use ollama_sim::SimServer;
@@ -20,6 +21,8 @@ pub(crate) struct Stack {
     pub(crate) session: String,
     pub(crate) sim: SimServer,
     pub(crate) db_url: String,
+    /// The Redis key prefix of this stack's sessions.
+    pub(crate) prefix: String,
     pub(crate) http: reqwest::Client,
 }
 
@@ -37,12 +40,14 @@ impl Stack {
         let session = serve(session::build(&s).unwrap());
         tweak(&mut s);
         let db_url = s.database.url.expose().to_owned();
+        let prefix = s.session.key_prefix.clone();
         let chat = serve(chat::build(&s).await.unwrap());
         Self {
             chat,
             session,
             sim,
             db_url,
+            prefix,
             http: reqwest::Client::new(),
         }
     }

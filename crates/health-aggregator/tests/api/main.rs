@@ -166,3 +166,34 @@ async fn a_missing_model_and_low_disk_are_reported() {
     assert_eq!(verdict["services"]["disk"]["status"], "WARN");
     assert_eq!(verdict["checks"]["disk:free"][0]["status"], "warn");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_backends_down_is_a_warning_both_an_error() {
+    let second = ollama_sim::spawn(ollama_sim::SimConfig::default())
+        .await
+        .unwrap();
+    let second_url = second.url();
+    let env = Env::start(1, |s| {
+        s.ollama.urls = vec![s.ollama.url.clone(), second_url];
+    })
+    .await;
+    let verdict = env.wait_for("OK").await;
+    assert_eq!(verdict["services"]["ollama-2"]["status"], "OK");
+    second.stop().await;
+    let verdict = env.wait_for("WARN").await;
+    assert_eq!(verdict["services"]["ollama"]["status"], "OK", "one serves");
+    assert_eq!(verdict["services"]["ollama-1"]["status"], "OK");
+    assert_eq!(
+        verdict["services"]["ollama-2"]["status"], "ERROR",
+        "the backend itself is down; it is optional, so the verdict is WARN"
+    );
+    env.sim
+        .sim()
+        .update_config(|c| c.models = vec!["other:1b".into()])
+        .unwrap();
+    let verdict = env.wait_for("ERROR").await;
+    assert_eq!(
+        verdict["services"]["ollama"]["status"], "ERROR",
+        "none serves the model"
+    );
+}
