@@ -263,28 +263,38 @@ impl Backends {
     }
 
     fn export(self: &Arc<Self>, meter: &Meter) {
+        self.gauge(
+            meter,
+            "chatbot_llm_backend_up",
+            "1 while the backend's breaker lets calls through",
+            |this, b, now| u64::from(b.serves(now) && b.has_model(&this.model)),
+        );
+        self.gauge(
+            meter,
+            "chatbot_llm_backend_outstanding",
+            "LLM calls in progress per backend",
+            |_, b, _| b.outstanding.load(Ordering::Relaxed) as u64,
+        );
+    }
+
+    /// A gauge with one value per backend, read at each scrape.
+    fn gauge(
+        self: &Arc<Self>,
+        meter: &Meter,
+        name: &'static str,
+        help: &'static str,
+        value: fn(&Self, &Backend, Instant) -> u64,
+    ) {
         let this = Arc::downgrade(self);
         meter
-            .u64_observable_gauge("chatbot_llm_backend_up")
-            .with_description("1 while the backend's breaker lets calls through")
+            .u64_observable_gauge(name)
+            .with_description(help)
             .with_callback(move |gauge| {
                 let Some(this) = this.upgrade() else { return };
                 let now = Instant::now();
                 for b in &this.list {
-                    let up = u64::from(b.serves(now) && b.has_model(&this.model));
-                    gauge.observe(up, &[KeyValue::new("backend", b.label.clone())]);
-                }
-            })
-            .build();
-        let this = Arc::downgrade(self);
-        meter
-            .u64_observable_gauge("chatbot_llm_backend_outstanding")
-            .with_description("LLM calls in progress per backend")
-            .with_callback(move |gauge| {
-                let Some(this) = this.upgrade() else { return };
-                for b in &this.list {
-                    let n = b.outstanding.load(Ordering::Relaxed) as u64;
-                    gauge.observe(n, &[KeyValue::new("backend", b.label.clone())]);
+                    let backend = [KeyValue::new("backend", b.label.clone())];
+                    gauge.observe(value(&this, b, now), &backend);
                 }
             })
             .build();

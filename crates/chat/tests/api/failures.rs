@@ -249,12 +249,6 @@ async fn readiness_reflects_llm_failures_seen_in_live_traffic() {
         .sim()
         .update_config(|c| c.error_rate = 0.0)
         .unwrap();
-    test_support::poll::until("the breaker's probe", Duration::from_secs(10), || async {
-        let (status, _) = stack
-            .send(json!({"user_id": "u", "message": "again"}))
-            .await;
-        (status == StatusCode::OK).then_some(())
-    })
-    .await;
+    stack.until_answered().await;
     assert_eq!(ready().await.0, StatusCode::OK, "one success closes it");
 }

@@ -56,6 +56,20 @@ impl Stack {
         send_json(self.http.post(format!("{}/chat", self.chat)).json(&body)).await
     }
 
+    /// Sends chats until one is answered (a breaker's cool-down), for up to
+    /// 10 s.
+    pub(crate) async fn until_answered(&self) {
+        test_support::poll::until(
+            "a chat to be answered",
+            std::time::Duration::from_secs(10),
+            || async {
+                let (status, _) = self.send(json!({"user_id": "u", "message": "back?"})).await;
+                (status == StatusCode::OK).then_some(())
+            },
+        )
+        .await;
+    }
+
     pub(crate) async fn say(&self, user: &str, message: &str, session: Option<&str>) -> Value {
         let (status, body) = self
             .send(json!({"user_id": user, "message": message, "session_id": session}))

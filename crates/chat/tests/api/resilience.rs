@@ -120,13 +120,7 @@ async fn with_every_backend_hanging_the_breaker_answers_at_once() {
     assert_eq!(stored.len(), 4, "every refused exchange is stored");
     // The backend recovers: after the cool-down, one probe closes the breaker.
     stack.sim.sim().update_config(|c| c.hang = false).unwrap();
-    test_support::poll::until("a probe to succeed", Duration::from_secs(10), || async {
-        let (status, _) = stack
-            .send(json!({"user_id": "u", "message": "back?"}))
-            .await;
-        (status == StatusCode::OK).then_some(())
-    })
-    .await;
+    stack.until_answered().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
