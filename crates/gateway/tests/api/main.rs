@@ -34,6 +34,20 @@ impl Gateway {
         }
     }
 
+    /// As [`Gateway::start`], with `tweak` applied to every service's
+    /// settings before any starts.
+    async fn start_all(tweak: impl FnOnce(&mut Settings)) -> Self {
+        let (mut s, sim) = backed_settings(&shared_redis().url()).await;
+        tweak(&mut s);
+        s.gateway.session_url = serve(session::build(&s).unwrap());
+        s.gateway.chat_url = serve(chat::build(&s).await.unwrap());
+        Self {
+            url: serve(gateway::build(&s).unwrap()),
+            http: reqwest::Client::new(),
+            sim,
+        }
+    }
+
     async fn chat(&self, body: Value) -> (StatusCode, Value) {
         send_json(self.http.post(format!("{}/api/chat", self.url)).json(&body)).await
     }
@@ -293,4 +307,50 @@ async fn with_a_metrics_port_metrics_leave_the_public_listener() {
         doc["paths"].get("/metrics").is_none(),
         "not in the public document"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_shedding_load_is_a_503_whose_retry_after_reaches_the_client() {
+    let gw = Gateway::start_all(|s| s.chat.max_inflight = 1).await;
+    gw.sim
+        .sim()
+        .update_config(|c| c.first_token_ms = 1_000)
+        .unwrap();
+    let slow = gw.chat(json!({"user_id": "u", "message": "slow one"}));
+    let shed = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        gw.http
+            .post(format!("{}/api/chat", gw.url))
+            .json(&json!({"user_id": "u", "message": "one too many"}))
+            .send()
+            .await
+            .unwrap()
+    };
+    let ((status, _), shed) = tokio::join!(slow, shed);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    let body: Value = shed.json().await.unwrap();
+    assert_eq!(code(&body), "overloaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start(|_| {}).await;
+    let addr = gw.url.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    socket
+        .write_all(b"POST /api/chat HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        socket.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was never closed");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
 }
