@@ -123,3 +123,52 @@ pub fn parse_sse(body: &str) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// Posts `{"user_id":"u","message":"slow one"}` to `url`, and 300 ms later
+/// a second chat: with room for one exchange (and a slow LLM) the second is
+/// the one shed. Returns the first's status and the second's response.
+pub async fn one_too_many(
+    http: &reqwest::Client,
+    url: &str,
+) -> (reqwest::StatusCode, reqwest::Response) {
+    let send = |message: &str| {
+        http.post(url)
+            .json(&serde_json::json!({"user_id": "u", "message": message}))
+            .send()
+    };
+    let slow = send("slow one");
+    let shed = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        send("one too many").await
+    };
+    let (slow, shed) = tokio::join!(slow, shed);
+    let ok = |r: reqwest::Result<reqwest::Response>| {
+        r.unwrap_or_else(|e| panic!("test-support: {url}: {e}"))
+    };
+    (ok(slow).status(), ok(shed))
+}
+
+/// Opens a connection to `base` (`http://host:port`), writes `bytes` and
+/// reads until the server closes it, for up to `timeout`; `None` if it
+/// stays open that long. For clients that stall mid-request.
+pub async fn raw_until_closed(
+    base: &str,
+    bytes: &[u8],
+    timeout: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("test-support: connect {addr}: {e}"));
+    socket
+        .write_all(bytes)
+        .await
+        .unwrap_or_else(|e| panic!("test-support: write to {addr}: {e}"));
+    let mut answer = Vec::new();
+    tokio::time::timeout(timeout, socket.read_to_end(&mut answer))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&answer).into_owned())
+}

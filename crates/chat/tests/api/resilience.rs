@@ -8,7 +8,6 @@ use chat::db::MessageRow;
 use chatbot_common::api::{MessageType, Urgency};
 use reqwest::StatusCode;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Stack;
 
@@ -131,18 +130,8 @@ async fn past_max_inflight_new_exchanges_are_shed_at_once() {
         .sim()
         .update_config(|c| c.first_token_ms = 1_000)
         .unwrap();
-    let slow = stack.send(json!({"user_id": "u", "message": "slow one"}));
-    let shed = async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        stack
-            .http
-            .post(format!("{}/chat", stack.chat))
-            .json(&json!({"user_id": "u", "message": "one too many"}))
-            .send()
-            .await
-            .unwrap()
-    };
-    let ((status, _), shed) = tokio::join!(slow, shed);
+    let (status, shed) =
+        test_support::app::one_too_many(&stack.http, &format!("{}/chat", stack.chat)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(shed.headers()["retry-after"], "1");
@@ -153,15 +142,12 @@ async fn past_max_inflight_new_exchanges_are_shed_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_sending_its_body_slowly_is_cut_off_with_408() {
     let stack = Stack::start().await;
-    let addr = stack.chat.trim_start_matches("http://").to_owned();
-    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = "POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"user_id\":";
-    socket.write_all(head.as_bytes()).await.unwrap();
     let started = Instant::now();
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(20), socket.read_to_end(&mut answer)).await;
-    assert!(read.is_ok(), "the connection was never closed");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer =
+        test_support::app::raw_until_closed(&stack.chat, head.as_bytes(), Duration::from_secs(20))
+            .await
+            .expect("the connection was never closed");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(15));

@@ -316,17 +316,8 @@ async fn chat_shedding_load_is_a_503_whose_retry_after_reaches_the_client() {
         .sim()
         .update_config(|c| c.first_token_ms = 1_000)
         .unwrap();
-    let slow = gw.chat(json!({"user_id": "u", "message": "slow one"}));
-    let shed = async {
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        gw.http
-            .post(format!("{}/api/chat", gw.url))
-            .json(&json!({"user_id": "u", "message": "one too many"}))
-            .send()
-            .await
-            .unwrap()
-    };
-    let ((status, _), shed) = tokio::join!(slow, shed);
+    let (status, shed) =
+        test_support::app::one_too_many(&gw.http, &format!("{}/api/chat", gw.url)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(shed.headers()["retry-after"], "1");
@@ -336,21 +327,11 @@ async fn chat_shedding_load_is_a_503_whose_retry_after_reaches_the_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let gw = Gateway::start(|_| {}).await;
-    let addr = gw.url.trim_start_matches("http://").to_owned();
-    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    socket
-        .write_all(b"POST /api/chat HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(
-        std::time::Duration::from_secs(15),
-        socket.read_to_end(&mut answer),
-    )
-    .await;
-    assert!(read.is_ok(), "the connection was never closed");
-    let answer = String::from_utf8_lossy(&answer);
+    let head = b"POST /api/chat HTTP/1.1\r\nHost: x\r\n";
+    let answer =
+        test_support::app::raw_until_closed(&gw.url, head, std::time::Duration::from_secs(15))
+            .await
+            .expect("the connection was never closed");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
 }
