@@ -8,6 +8,7 @@
 
 mod bench_smoke;
 mod chat_path;
+mod compat;
 mod compose;
 mod deploy_k8s;
 mod deploy_systemd;

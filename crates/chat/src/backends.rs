@@ -24,11 +24,11 @@
 //! through), `chatbot_llm_backend_outstanding`,
 //! `chatbot_llm_backend_calls_total{backend, outcome}` (`ok`, `failed`).
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use chatbot_common::api::Catalog;
 use chatbot_common::probe::{CheckError, Endpoint};
 use chatbot_common::upstream::Upstream;
 use opentelemetry::KeyValue;
@@ -37,7 +37,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::llm::{LlmClient, LlmError, LlmMessage, LlmOutcome};
+use crate::llm::{LlmClient, LlmError, LlmOutcome, Prompt};
 
 /// How often each backend's models are looked at.
 pub const TAGS_EVERY: Duration = Duration::from_secs(10);
@@ -160,10 +160,11 @@ pub struct Backend {
     pub url: String,
     client: LlmClient,
     tags: Endpoint,
+    version: Endpoint,
     outstanding: AtomicUsize,
     breaker: Breaker,
-    /// Models it had at the last look (`None`: not looked at yet).
-    models: RwLock<Option<HashSet<String>>>,
+    /// What it had at the last look (`None`: not looked at yet).
+    catalog: RwLock<Option<Catalog>>,
     /// Whether the last look or call reached it.
     reachable: AtomicBool,
 }
@@ -175,13 +176,11 @@ impl Backend {
     }
 
     fn has_model(&self, model: &str) -> bool {
-        self.models
+        self.catalog
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .is_none_or(|models| {
-                models.contains(model) || models.contains(&format!("{model}:latest"))
-            })
+            .is_none_or(|catalog| catalog.has(model))
     }
 
     fn log(&self, transition: Option<Transition>) {
@@ -207,12 +206,12 @@ pub struct Backends {
 #[derive(Deserialize)]
 struct Tags {
     #[serde(default)]
-    models: Vec<Tag>,
+    models: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
-struct Tag {
-    name: String,
+struct Version {
+    version: String,
 }
 
 /// A call holding its backend's outstanding count.
@@ -241,10 +240,11 @@ impl Backends {
                     label: (i + 1).to_string(),
                     url: upstream.url(""),
                     tags: Endpoint::new(upstream.clone(), "/api/tags"),
+                    version: Endpoint::new(upstream.clone(), "/api/version"),
                     client: client(upstream),
                     outstanding: AtomicUsize::new(0),
                     breaker: Breaker::default(),
-                    models: RwLock::new(None),
+                    catalog: RwLock::new(None),
                     reachable: AtomicBool::new(true),
                 })
             })
@@ -305,9 +305,30 @@ impl Backends {
         &self.list
     }
 
-    /// The model every call asks for.
+    /// The model a call asks for unless it names one (`chat.model`).
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// Whether some backend may have `model`: one listed it, or one has not
+    /// been looked at yet.
+    pub fn offers(&self, model: &str) -> bool {
+        self.list.iter().any(|b| b.has_model(model))
+    }
+
+    /// What the backends serve, merged, as they said at the last look.
+    pub fn catalog(&self) -> Catalog {
+        let mut all = Catalog::default();
+        for backend in &self.list {
+            let catalog = backend
+                .catalog
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(catalog) = catalog.as_ref() {
+                all.merge(catalog);
+            }
+        }
+        all
     }
 
     /// Readiness: some backend is reachable and its breaker lets calls
@@ -327,7 +348,7 @@ impl Backends {
     /// calls outstanding among those whose breaker lets it through: those
     /// with the model first; when none has it, any (so the client gets the
     /// backend's own "model not found"). `None` when none may serve.
-    fn pick(&self, tried: &[usize]) -> Option<(usize, Admission)> {
+    fn pick(&self, model: &str, tried: &[usize]) -> Option<(usize, Admission)> {
         let now = Instant::now();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.list.len();
@@ -336,7 +357,7 @@ impl Backends {
             .filter(|i| !tried.contains(i) && self.list[*i].breaker.is_closed(now))
             .map(|i| {
                 let b = &self.list[i];
-                let lacks = !b.has_model(&self.model);
+                let lacks = !b.has_model(model);
                 (lacks, b.outstanding.load(Ordering::Relaxed), i)
             })
             .collect();
@@ -363,18 +384,18 @@ impl Backends {
     /// `started`.
     pub async fn chat(
         &self,
-        messages: &[LlmMessage],
+        prompt: Prompt<'_>,
         mut on_token: impl FnMut(&str),
         started: Instant,
     ) -> Result<LlmOutcome, LlmError> {
         let mut tried = Vec::new();
         let mut last_error = None;
-        while let Some((i, _)) = self.pick(&tried) {
+        while let Some((i, _)) = self.pick(prompt.model, &tried) {
             tried.push(i);
             let backend = &self.list[i];
             backend.outstanding.fetch_add(1, Ordering::Relaxed);
             let held = Outstanding(backend);
-            let result = backend.client.call(messages, &mut on_token, started).await;
+            let result = backend.client.call(prompt, &mut on_token, started).await;
             drop(held);
             let label = KeyValue::new("backend", backend.label.clone());
             match result {
@@ -402,7 +423,7 @@ impl Backends {
             }
         }
         Err(last_error.unwrap_or(LlmError::NoBackend {
-            model: self.model.clone(),
+            model: prompt.model.to_owned(),
             retry_after: self.retry_after(),
         }))
     }
@@ -423,18 +444,26 @@ impl Backends {
     }
 
     async fn look_at(&self, backend: &Backend) {
-        let tags = match backend.tags.get().await {
+        let (tags, version) = tokio::join!(backend.tags.get(), backend.version.get());
+        let tags = match tags {
             Ok(response) => response.json::<Tags>().await.ok(),
+            Err(_) => None,
+        };
+        let version = match version {
+            Ok(response) => response.json::<Version>().await.ok(),
             Err(_) => None,
         };
         backend.reachable.store(tags.is_some(), Ordering::Relaxed);
         match tags {
             Some(tags) => {
-                let models = tags.models.into_iter().map(|t| t.name).collect();
+                let catalog = Catalog {
+                    version: version.map(|v| v.version),
+                    models: tags.models,
+                };
                 *backend
-                    .models
+                    .catalog
                     .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(models);
+                    .unwrap_or_else(PoisonError::into_inner) = Some(catalog);
             }
             None if backend.breaker.is_closed(Instant::now()) => {
                 backend.log(backend.breaker.failure(Instant::now()));

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use chatbot_common::api::{MessageType, Role, Turn, Urgency};
+use chatbot_common::api::{Api, MessageType, Role, Turn, Urgency};
 use chatbot_common::config::DatabaseSettings;
 use chatbot_common::error::{ErrorChain, ErrorCode};
 use chatbot_common::health::LiveSignal;
@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         2,
         "api keys",
         include_str!("../migrations/0002_api_keys.sql"),
+    ),
+    (
+        3,
+        "compatible apis",
+        include_str!("../migrations/0003_compatible_apis.sql"),
     ),
 ];
 
@@ -103,8 +108,8 @@ pub async fn migrate(pool: &Pool) -> Result<Vec<i32>, DbError> {
 pub struct MessageRow {
     /// The exchange id, returned to the client as `message_id`.
     pub id: Uuid,
-    /// The session.
-    pub session_id: Uuid,
+    /// The session (`None`: a stateless exchange of a compatible API).
+    pub session_id: Option<Uuid>,
     /// The user.
     pub user_id: String,
     /// The API key it was sent with (`None`: authentication off).
@@ -121,6 +126,9 @@ pub struct MessageRow {
     pub reply: Option<String>,
     /// The model asked.
     pub model: String,
+    /// The API it came through.
+    #[serde(default)]
+    pub api: Api,
     /// Milliseconds from arrival to the end of the reply or the failure.
     pub response_time_ms: i32,
     /// Prompt tokens, when the LLM reported them.
@@ -142,8 +150,9 @@ pub async fn insert(pool: &Pool, row: &MessageRow) -> Result<(), DbError> {
         .prepare_cached(
             "INSERT INTO messages (id, session_id, user_id, timestamp, type, urgency, message,
                 reply, model, response_time, prompt_tokens, completion_tokens, streamed, error,
-                error_code, api_key_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                error_code, api_key_id, api)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                $17)
              ON CONFLICT (id) DO NOTHING",
         )
         .await?;
@@ -167,6 +176,7 @@ pub async fn insert(pool: &Pool, row: &MessageRow) -> Result<(), DbError> {
                 &row.error,
                 &row.error_code.map(ErrorCode::as_str),
                 &row.api_key_id,
+                &row.api.as_str(),
             ],
         )
         .await?;

@@ -21,8 +21,11 @@ pub struct UrgentMessage {
     pub event: &'static str,
     /// The stored exchange.
     pub message_id: uuid::Uuid,
-    /// The session.
-    pub session_id: uuid::Uuid,
+    /// The session (absent for a stateless exchange of a compatible API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<uuid::Uuid>,
+    /// The API it came through (`native`, `openai`, `ollama`).
+    pub api: chatbot_common::api::Api,
     /// The user.
     pub user_id: String,
     /// Classified type.

@@ -9,7 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatbot_common::api::{ChatRequest, ChatResponse, MessageType, Role, Turn, Urgency, Usage};
+use chatbot_common::api::{
+    Api, ChatResponse, Compat, ExchangeRequest, FinishReason, GenerationOptions, HistoryTurn,
+    LlmDurations, MessageType, Role, Turn, Urgency, Usage,
+};
 use chatbot_common::error::{ApiError, ErrorChain, ErrorCode};
 use chatbot_common::server::Inflight;
 use chrono::{DateTime, Utc};
@@ -20,7 +23,7 @@ use crate::backends::Backends;
 use crate::classify::Classifier;
 use crate::db::{MessageRow, MessageWriter};
 use crate::escalation::{Escalator, UrgentMessage};
-use crate::llm::{LlmError, LlmMessage, LlmOutcome};
+use crate::llm::{LlmError, LlmMessage, LlmOutcome, Prompt};
 use crate::metrics::Metrics;
 use crate::sessions::{Lookup, Sessions};
 use session_store::Owner;
@@ -59,9 +62,13 @@ pub struct Exchange {
 #[derive(Debug)]
 pub struct Prepared {
     id: Uuid,
-    session_id: Uuid,
+    /// `None`: a stateless exchange of a compatible API (no session).
+    session_id: Option<Uuid>,
     new_session: bool,
     owner: Owner,
+    api: Api,
+    model: String,
+    options: GenerationOptions,
     message: String,
     kind: MessageType,
     urgency: Urgency,
@@ -80,49 +87,65 @@ pub struct Prepared {
 impl Exchange {
     /// Validates the request, finds or creates its session and builds the
     /// prompt. Fails only for client mistakes (422, 404 unknown session or
-    /// another API key's). `api_key` is the key the gateway authenticated.
+    /// another API key's, 404 unknown model). `api_key` is the key the
+    /// gateway authenticated.
     pub async fn prepare(
         &self,
-        request: ChatRequest,
+        request: ExchangeRequest,
         api_key: Option<Uuid>,
         started: Instant,
     ) -> Result<Prepared, ApiError> {
         request.validate(self.max_message_chars)?;
+        let api = request.api();
+        let compat = request.compat.unwrap_or_else(|| Compat {
+            api,
+            id: Uuid::new_v4(),
+            model: None,
+            system: None,
+            history: Vec::new(),
+            after: Vec::new(),
+            options: GenerationOptions::default(),
+        });
+        // A model the client names must be served; the configured one is
+        // tried regardless (Ollama's own answer then says what is wrong).
+        let named = compat.model.is_some();
+        let model = compat.model.unwrap_or_else(|| self.llm.model().to_owned());
+        if named && !self.llm.offers(&model) {
+            return Err(ApiError::new(
+                ErrorCode::ModelNotFound,
+                format!("model '{model}' not found: no LLM backend has it"),
+            ));
+        }
         let slot = self.admit()?;
         let owner = Owner {
             api_key,
             user_id: request.user_id,
         };
-        let (session_id, history, new_session) =
-            self.session_and_history(request.session_id, &owner).await?;
-        let restored = if new_session && request.session_id.is_some() {
-            history.clone()
+        let stateless = api != Api::Native && request.session_id.is_none();
+        let (session_id, history, new_session, restored) = if stateless {
+            (None, compat.history, false, Vec::new())
         } else {
-            Vec::new()
+            let (id, turns, new) = self.session_and_history(request.session_id, &owner).await?;
+            let restored = if new && request.session_id.is_some() {
+                turns.clone()
+            } else {
+                Vec::new()
+            };
+            let skip = turns.len().saturating_sub(self.history_turns);
+            let recent = turns.into_iter().skip(skip).map(HistoryTurn::from);
+            (Some(id), recent.collect(), new, restored)
         };
         let (kind, urgency) = self.classifier.classify(&request.message);
-        let mut prompt = Vec::with_capacity(history.len() + 2);
-        prompt.push(LlmMessage {
-            role: "system",
-            content: self.system_prompt.clone(),
-        });
-        let skip = history.len().saturating_sub(self.history_turns);
-        prompt.extend(history.into_iter().skip(skip).map(|turn| LlmMessage {
-            role: match turn.role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            },
-            content: turn.content,
-        }));
-        prompt.push(LlmMessage {
-            role: "user",
-            content: request.message.clone(),
-        });
+        let system = compat.system.unwrap_or_else(|| self.system_prompt.clone());
+        let prompt = prompt(system, history, &request.message, compat.after);
         Ok(Prepared {
-            id: Uuid::new_v4(),
+            id: compat.id,
             session_id,
             new_session,
             owner,
+            api,
+            model,
+            options: compat.options,
             message: request.message,
             kind,
             urgency,
@@ -230,9 +253,14 @@ impl Exchange {
         on_token: impl FnMut(&str),
     ) -> Result<LlmOutcome, LlmError> {
         let started = tokio::time::Instant::now();
-        let result = self.llm.chat(&prepared.prompt, on_token, started).await;
+        let prompt = Prompt {
+            model: &prepared.model,
+            messages: &prepared.prompt,
+            options: &prepared.options,
+        };
+        let result = self.llm.chat(prompt, on_token, started).await;
         self.metrics
-            .llm_call(started.elapsed(), result.as_ref().ok());
+            .llm_call(&prepared.model, started.elapsed(), result.as_ref().ok());
         if let Err(error) = &result {
             tracing::debug!(message_id = %prepared.id, error = %ErrorChain(error), "LLM call failed");
         }
@@ -250,9 +278,7 @@ impl Exchange {
         let response_time_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         let mut result = result.map_err(|e| e.to_api());
         // The row and the session turns are independent: store both at once.
-        let stored = self
-            .writer
-            .write(row(prepared, &result, self.llm.model(), response_time_ms));
+        let stored = self.writer.write(row(prepared, &result, response_time_ms));
         let remembered = async {
             if let Ok(outcome) = &result {
                 self.remember(prepared, &outcome.reply).await;
@@ -267,7 +293,8 @@ impl Exchange {
             )
             .retry_after(30));
         }
-        self.metrics.message(prepared.kind, prepared.urgency);
+        self.metrics
+            .message(prepared.kind, prepared.urgency, prepared.api);
         if let Err(error) = &result {
             self.metrics.error(error.code.as_str(), "llm");
         }
@@ -282,12 +309,18 @@ impl Exchange {
             reply: outcome.reply,
             kind: prepared.kind,
             urgency: prepared.urgency,
-            model: self.llm.model().to_owned(),
+            model: prepared.model.clone(),
             response_time_ms,
             usage: Usage {
                 prompt_tokens: outcome.prompt_tokens,
                 completion_tokens: outcome.completion_tokens,
             },
+            finish_reason: FinishReason::from_done_reason(&outcome.done_reason),
+            durations: (prepared.api != Api::Native).then(|| LlmDurations {
+                load_ns: nanos(outcome.load_duration),
+                prompt_eval_ns: nanos(outcome.prompt_eval_duration),
+                eval_ns: nanos(outcome.eval_duration),
+            }),
         })
     }
 
@@ -299,7 +332,7 @@ impl Exchange {
             ("", "")
         };
         tracing::info!(
-            message_id = %prepared.id, session_id = %prepared.session_id,
+            message_id = %prepared.id, session_id = ?prepared.session_id, api = prepared.api.as_str(),
             user_id = %prepared.owner.user_id, message_length = prepared.message.chars().count(),
             reply_length = reply.chars().count(), processing_time_ms = response_time_ms,
             message_text = (!message_text.is_empty()).then_some(message_text),
@@ -309,6 +342,9 @@ impl Exchange {
     }
 
     async fn remember(&self, prepared: &Prepared, reply: &str) {
+        let Some(session_id) = prepared.session_id else {
+            return;
+        };
         let now = Utc::now();
         let turn = |role, content: &str| Turn {
             role,
@@ -322,13 +358,9 @@ impl Exchange {
             turn(Role::Assistant, reply),
         ]);
         let create_for = prepared.new_session.then_some(&prepared.owner);
-        if let Err(error) = self
-            .sessions
-            .append(prepared.session_id, &turns, create_for)
-            .await
-        {
+        if let Err(error) = self.sessions.append(session_id, &turns, create_for).await {
             self.metrics.error(error.code.as_str(), "session");
-            tracing::debug!(session_id = %prepared.session_id, error = %error.message,
+            tracing::debug!(session_id = %session_id, error = %error.message,
                 "could not add the exchange to the session");
         }
     }
@@ -339,7 +371,7 @@ impl Exchange {
     /// service's own overhead from the time spent waiting on the model.
     pub async fn run(
         self: Arc<Self>,
-        request: ChatRequest,
+        request: ExchangeRequest,
         api_key: Option<Uuid>,
         started: Instant,
     ) -> Result<(ChatResponse, Duration), ApiError> {
@@ -376,16 +408,49 @@ impl Drop for Unfinished<'_> {
         ));
         let elapsed = self.prepared.started.elapsed().as_millis();
         let elapsed = u64::try_from(elapsed).unwrap_or(u64::MAX);
-        let row = row(self.prepared, &cut, self.exchange.llm.model(), elapsed);
+        let row = row(self.prepared, &cut, elapsed);
         tracing::warn!(message_id = %row.id, "exchange cut short; storing the message with an error");
         self.exchange.writer.keep_now(&row);
     }
 }
 
+/// The conversation sent to the model: `system`, `history` (a session's
+/// last `chat.history_turns`, or all a client sent), `message`, then what
+/// the client sent after it (`after`).
+fn prompt(
+    system: String,
+    history: Vec<HistoryTurn>,
+    message: &str,
+    after: Vec<HistoryTurn>,
+) -> Vec<LlmMessage> {
+    let turn = |turn: HistoryTurn| LlmMessage {
+        role: match turn.role {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        },
+        content: turn.content,
+    };
+    let mut prompt = Vec::with_capacity(history.len() + after.len() + 2);
+    prompt.push(LlmMessage {
+        role: "system",
+        content: system,
+    });
+    prompt.extend(history.into_iter().map(turn));
+    prompt.push(LlmMessage {
+        role: "user",
+        content: message.to_owned(),
+    });
+    prompt.extend(after.into_iter().map(turn));
+    prompt
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 fn row(
     prepared: &Prepared,
     result: &Result<LlmOutcome, ApiError>,
-    model: &str,
     response_time_ms: u64,
 ) -> MessageRow {
     let ok = result.as_ref().ok();
@@ -401,7 +466,8 @@ fn row(
         urgency: prepared.urgency,
         message: prepared.message.clone(),
         reply: ok.map(|o| o.reply.clone()),
-        model: model.to_owned(),
+        model: prepared.model.clone(),
+        api: prepared.api,
         response_time_ms: i32::try_from(response_time_ms).unwrap_or(i32::MAX),
         prompt_tokens: ok.and_then(|o| tokens(o.prompt_tokens)),
         completion_tokens: ok.and_then(|o| tokens(o.completion_tokens)),
@@ -416,6 +482,7 @@ fn urgent(prepared: &Prepared) -> UrgentMessage {
         event: "urgent_message",
         message_id: prepared.id,
         session_id: prepared.session_id,
+        api: prepared.api,
         user_id: prepared.owner.user_id.clone(),
         kind: prepared.kind,
         urgency: prepared.urgency,

@@ -91,7 +91,9 @@ pub async fn build(settings: &Settings) -> Result<RunningService, StartError> {
     let exchange = Arc::new(exchange(settings, parts)?);
     let state = Arc::new(routes::State {
         exchange: exchange.clone(),
-        max_body_bytes: settings.gateway.max_body_bytes,
+        // What the gateway accepted, translated: the compatible APIs' bodies
+        // may grow a little (an id, escapes), never twice over.
+        max_body_bytes: settings.gateway.max_body_bytes.saturating_mul(2),
     });
     let for_storage = exchange.clone();
     let service = ServiceBuilder::new("chat", &settings.chat.server)
@@ -136,7 +138,7 @@ struct Parts<'a> {
 fn exchange(settings: &Settings, parts: Parts<'_>) -> Result<exchange::Exchange, StartError> {
     let chat = &settings.chat;
     let client = http_client(chat.timeouts.connect());
-    let metrics = metrics::Metrics::new(parts.meter, &chat.model);
+    let metrics = metrics::Metrics::new(parts.meter);
     let upstreams = settings
         .ollama
         .backends()
@@ -146,7 +148,7 @@ fn exchange(settings: &Settings, parts: Parts<'_>) -> Result<exchange::Exchange,
     let llm = backends::Backends::new(
         upstreams,
         &chat.model,
-        |upstream| llm::LlmClient::new(upstream, chat.model.clone(), chat.timeouts),
+        |upstream| llm::LlmClient::new(upstream, chat.timeouts),
         parts.meter,
     );
     parts.tasks.spawn(llm.clone().watch(parts.stop.clone()));

@@ -9,9 +9,10 @@
 
 use std::time::Duration;
 
+use chatbot_common::api::GenerationOptions;
 use chatbot_common::config::LlmTimeouts;
 use chatbot_common::error::{ApiError, ErrorCode};
-use chatbot_common::upstream::Upstream;
+use chatbot_common::upstream::{LineBuffer, Upstream};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, timeout_at};
@@ -38,6 +39,10 @@ pub struct LlmOutcome {
     pub time_to_first_token: Duration,
     /// Model load time reported by Ollama (`load_duration`).
     pub load_duration: Duration,
+    /// Prompt reading time reported by Ollama (`prompt_eval_duration`).
+    pub prompt_eval_duration: Duration,
+    /// Generation time reported by Ollama (`eval_duration`).
+    pub eval_duration: Duration,
     /// Why generation stopped (`done_reason`).
     pub done_reason: String,
 }
@@ -130,6 +135,10 @@ struct Chunk {
     #[serde(default)]
     load_duration: Option<u64>,
     #[serde(default)]
+    prompt_eval_duration: Option<u64>,
+    #[serde(default)]
+    eval_duration: Option<u64>,
+    #[serde(default)]
     error: Option<String>,
 }
 
@@ -144,6 +153,19 @@ struct ChatBody<'a> {
     model: &'a str,
     messages: &'a [LlmMessage],
     stream: bool,
+    #[serde(skip_serializing_if = "GenerationOptions::is_empty")]
+    options: &'a GenerationOptions,
+}
+
+/// One call: the model, the conversation and the sampling options.
+#[derive(Debug, Clone, Copy)]
+pub struct Prompt<'a> {
+    /// The model asked for.
+    pub model: &'a str,
+    /// The conversation, system prompt first.
+    pub messages: &'a [LlmMessage],
+    /// Ollama's `options` (none: the model's defaults).
+    pub options: &'a GenerationOptions,
 }
 
 #[derive(Deserialize)]
@@ -151,23 +173,18 @@ struct ErrorBody {
     error: String,
 }
 
-/// Calls one model on one Ollama backend.
+/// Calls one Ollama backend.
 #[derive(Debug, Clone)]
 pub struct LlmClient {
     upstream: Upstream,
-    model: String,
     timeouts: LlmTimeouts,
 }
 
 impl LlmClient {
-    /// A client for `model` behind `upstream` (whose reqwest client carries
-    /// the connect timeout).
-    pub fn new(upstream: Upstream, model: String, timeouts: LlmTimeouts) -> Self {
-        Self {
-            upstream,
-            model,
-            timeouts,
-        }
+    /// A client for the backend behind `upstream` (whose reqwest client
+    /// carries the connect timeout).
+    pub fn new(upstream: Upstream, timeouts: LlmTimeouts) -> Self {
+        Self { upstream, timeouts }
     }
 
     /// Runs one chat call, handing each token to `on_token` as it arrives;
@@ -175,7 +192,7 @@ impl LlmClient {
     /// try, when an earlier backend could not be reached).
     pub async fn call(
         &self,
-        messages: &[LlmMessage],
+        prompt: Prompt<'_>,
         mut on_token: impl FnMut(&str),
         started: Instant,
     ) -> Result<LlmOutcome, LlmError> {
@@ -192,9 +209,10 @@ impl LlmClient {
             .upstream
             .post("/api/chat")
             .json(&ChatBody {
-                model: &self.model,
-                messages,
+                model: prompt.model,
+                messages: prompt.messages,
                 stream: true,
+                options: prompt.options,
             })
             .send();
         let response = timeout_at(first_deadline, request)
@@ -241,7 +259,10 @@ impl LlmClient {
                 if chunk.done {
                     outcome.prompt_tokens = chunk.prompt_eval_count.unwrap_or(0);
                     outcome.completion_tokens = chunk.eval_count.unwrap_or(0);
-                    outcome.load_duration = Duration::from_nanos(chunk.load_duration.unwrap_or(0));
+                    let nanos = |n: Option<u64>| Duration::from_nanos(n.unwrap_or(0));
+                    outcome.load_duration = nanos(chunk.load_duration);
+                    outcome.prompt_eval_duration = nanos(chunk.prompt_eval_duration);
+                    outcome.eval_duration = nanos(chunk.eval_duration);
                     outcome.done_reason = chunk.done_reason.unwrap_or_else(|| "stop".into());
                     outcome.time_to_first_token =
                         first_token_at.unwrap_or_else(Instant::now) - started;
@@ -252,39 +273,9 @@ impl LlmClient {
     }
 }
 
-/// Splits a byte stream into complete lines.
-#[derive(Default)]
-struct LineBuffer {
-    partial: Vec<u8>,
-}
-
-impl LineBuffer {
-    fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
-        self.partial.extend_from_slice(bytes);
-        let mut lines = Vec::new();
-        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            let line = line.trim_ascii();
-            if !line.is_empty() {
-                lines.push(line.to_vec());
-            }
-        }
-        lines
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lines_split_across_chunks_are_joined() {
-        let mut buffer = LineBuffer::default();
-        assert!(buffer.push(b"{\"a\":").is_empty());
-        let lines = buffer.push(b"1}\n{\"b\":2}\n{\"c\"");
-        assert_eq!(lines, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]);
-        assert_eq!(buffer.push(b":3}\n"), vec![b"{\"c\":3}".to_vec()]);
-    }
 
     #[test]
     fn errors_map_to_the_documented_statuses() {

@@ -2,7 +2,8 @@
 //!
 //! Names follow the operations documentation; the Prometheus exporter adds
 //! the `_total` and unit suffixes:
-//! `chatbot_messages_total{type, urgency}`, `chatbot_errors_total{type, component}`,
+//! `chatbot_messages_total{type, urgency, api}` (`api`: `native`, `openai`,
+//! `ollama`), `chatbot_errors_total{type, component}`,
 //! `chatbot_llm_request_duration_seconds{model, outcome}`,
 //! `chatbot_llm_time_to_first_token_seconds{model}`,
 //! `chatbot_llm_tokens_total{model, direction}`,
@@ -12,12 +13,14 @@
 //! `chatbot_outbox_rows`, `chatbot_outbox_size_bytes` and
 //! `chatbot_outbox_oldest_age_seconds` (the durable outbox, see
 //! [`crate::outbox`]); the LLM backends' own are in [`crate::backends`].
-//! Every label takes values from a fixed set; the model is the configured one.
+//! Every label takes values from a fixed set; the model is the configured one
+//! or one the backends list (a compatible API's client may choose, see
+//! `Backends::offers`), cut to 64 characters.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chatbot_common::api::{MessageType, Urgency};
+use chatbot_common::api::{Api, MessageType, Urgency};
 use chatbot_common::telemetry::LATENCY_BUCKETS;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
@@ -62,7 +65,6 @@ pub fn export_outbox(meter: &Meter, stats: Arc<outbox::Stats>) {
 pub struct Metrics(Arc<Inner>);
 
 struct Inner {
-    model: String,
     messages: Counter<u64>,
     errors: Counter<u64>,
     llm_duration: Histogram<f64>,
@@ -74,7 +76,7 @@ struct Inner {
 
 impl Metrics {
     /// Creates the instruments on `meter`.
-    pub fn new(meter: &Meter, model: &str) -> Self {
+    pub fn new(meter: &Meter) -> Self {
         let seconds = |name: &'static str, help: &'static str| {
             meter
                 .f64_histogram(name)
@@ -84,7 +86,6 @@ impl Metrics {
                 .build()
         };
         Self(Arc::new(Inner {
-            model: model.chars().take(64).collect(),
             messages: meter
                 .u64_counter("chatbot_messages")
                 .with_description("Total number of processed messages")
@@ -114,12 +115,13 @@ impl Metrics {
     }
 
     /// Counts one processed message.
-    pub fn message(&self, kind: MessageType, urgency: Urgency) {
+    pub fn message(&self, kind: MessageType, urgency: Urgency, api: Api) {
         self.0.messages.add(
             1,
             &[
                 KeyValue::new("type", kind.as_str()),
                 KeyValue::new("urgency", urgency.as_str()),
+                KeyValue::new("api", api.as_str()),
             ],
         );
     }
@@ -135,9 +137,9 @@ impl Metrics {
         );
     }
 
-    /// Records one LLM call.
-    pub fn llm_call(&self, elapsed: Duration, outcome: Option<&LlmOutcome>) {
-        let model = KeyValue::new("model", self.0.model.clone());
+    /// Records one LLM call to `model`.
+    pub fn llm_call(&self, model: &str, elapsed: Duration, outcome: Option<&LlmOutcome>) {
+        let model = KeyValue::new("model", model.chars().take(64).collect::<String>());
         let result = if outcome.is_some() { "ok" } else { "error" };
         self.0.llm_duration.record(
             elapsed.as_secs_f64(),

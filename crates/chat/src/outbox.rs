@@ -340,7 +340,8 @@ mod tests {
         let second = Outbox::open(&path, 1 << 20).unwrap();
         let row = crate::db::MessageRow {
             id: uuid::Uuid::new_v4(),
-            session_id: uuid::Uuid::new_v4(),
+            session_id: Some(uuid::Uuid::new_v4()),
+            api: chatbot_common::api::Api::Native,
             user_id: "u".into(),
             api_key_id: None,
             timestamp: Utc::now(),

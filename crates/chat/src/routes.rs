@@ -1,4 +1,6 @@
-//! The chat service's HTTP API: `POST /chat` (called by the gateway).
+//! The chat service's HTTP API (called by the gateway): `POST /chat`, one
+//! exchange, and `GET /models`, what the LLM backends serve (the
+//! [`Catalog`], from which the gateway lists models for the compatible APIs).
 //!
 //! Without `stream` the answer is one JSON [`ChatResponse`]. With `stream:
 //! true` it is `text/event-stream`:
@@ -22,7 +24,7 @@ use std::time::Instant;
 
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chatbot_common::api::{ChatRequest, ChatResponse, api_key_of};
+use chatbot_common::api::{ChatResponse, ExchangeRequest, api_key_of};
 use chatbot_common::body::read_json;
 use chatbot_common::error::{ApiError, ErrorCode};
 use chatbot_common::openapi::{ChatFailures, StreamEvent, limit_message_length};
@@ -31,6 +33,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::exchange::{Exchange, Prepared};
+use chatbot_common::api::Catalog;
 
 /// The internal API, as `/openapi.json` describes it.
 #[derive(utoipa::OpenApi)]
@@ -39,7 +42,7 @@ use crate::exchange::{Exchange, Prepared};
         title = "chatbot chat service",
         description = "One exchange: classify, call the LLM, store the exchange (internal API)."
     ),
-    paths(chat)
+    paths(chat, models)
 )]
 struct InternalApi;
 
@@ -61,14 +64,23 @@ pub struct State {
 /// Registers the routes.
 pub fn configure(cfg: &mut web::ServiceConfig, state: Arc<State>) {
     cfg.app_data(web::Data::from(state))
-        .service(resource("/chat", "POST").route(web::post().to(chat)));
+        .service(resource("/chat", "POST").route(web::post().to(chat)))
+        .service(resource("/models", "GET").route(web::get().to(models)));
+}
+
+/// What the LLM backends serve, as they said at the last look.
+#[utoipa::path(get, path = "/models", responses(
+    (status = 200, description = "the backends' models and version", body = Catalog)
+))]
+pub(crate) async fn models(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok().json(state.exchange.llm.catalog())
 }
 
 /// One exchange: classify, call the LLM, store it.
 ///
 /// With `stream: true` the answer is `text/event-stream` (see the module
 /// docs); the failures before the first token are the same JSON errors.
-#[utoipa::path(post, path = "/chat", request_body = ChatRequest, responses(
+#[utoipa::path(post, path = "/chat", request_body = ExchangeRequest, responses(
     (status = 200, description = "the reply", content(
         (ChatResponse = "application/json"),
         (StreamEvent = "text/event-stream")
@@ -81,7 +93,7 @@ pub(crate) async fn chat(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    let request: ChatRequest = read_json(&req, body, state.max_body_bytes).await?;
+    let request: ExchangeRequest = read_json(&req, body, state.max_body_bytes).await?;
     let api_key = api_key_of(req.headers())?;
     let exchange = state.exchange.clone();
     if request.stream {

@@ -38,23 +38,197 @@ impl ChatRequest {
     /// Checks every field; `max_message_chars` comes from configuration.
     pub fn validate(&self, max_message_chars: usize) -> Result<(), ApiError> {
         validate_user_id(&self.user_id)?;
-        if self
-            .message
-            .chars()
-            .all(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
-        {
-            return Err(ApiError::invalid("message must not be empty"));
+        validate_message(&self.message, max_message_chars)
+    }
+}
+
+/// Checks a message: not blank, at most `max_chars` characters, no NUL.
+pub fn validate_message(message: &str, max_chars: usize) -> Result<(), ApiError> {
+    if message
+        .chars()
+        .all(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+    {
+        return Err(ApiError::invalid("message must not be empty"));
+    }
+    let chars = message.chars().count();
+    if chars > max_chars {
+        return Err(ApiError::invalid(format!(
+            "message is {chars} characters long; the maximum is {max_chars}"
+        )));
+    }
+    if message.contains('\0') {
+        return Err(ApiError::invalid("message must not contain NUL characters"));
+    }
+    Ok(())
+}
+
+/// Which public API an exchange came through: a metric label and the
+/// `api` column of `messages`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// The service's own `POST /api/chat`.
+    #[default]
+    Native,
+    /// The OpenAI-compatible `POST /v1/chat/completions`.
+    Openai,
+    /// The Ollama-compatible `/ollama/api/chat` and `/ollama/api/generate`.
+    Ollama,
+}
+
+impl Api {
+    /// The lowercase name, as stored and as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Openai => "openai",
+            Self::Ollama => "ollama",
         }
-        let chars = self.message.chars().count();
-        if chars > max_message_chars {
-            return Err(ApiError::invalid(format!(
-                "message is {chars} characters long; the maximum is {max_message_chars}"
-            )));
+    }
+}
+
+/// What the gateway sends chat's `POST /chat`: a [`ChatRequest`]'s fields,
+/// and for the OpenAI- and Ollama-compatible routes what those APIs add
+/// ([`Compat`]). A plain `ChatRequest` body is one with no `compat`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeRequest {
+    /// As in [`ChatRequest`].
+    #[schema(pattern = "^[A-Za-z0-9_.@:-]{1,128}$")]
+    pub user_id: String,
+    /// As in [`ChatRequest`].
+    #[schema(min_length = 1)]
+    pub message: String,
+    /// As in [`ChatRequest`]; with `compat`, `None` makes a stateless
+    /// exchange (no session is created, the row's `session_id` is NULL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<Uuid>,
+    /// As in [`ChatRequest`].
+    #[serde(default)]
+    pub stream: bool,
+    /// Set by the compatible routes only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compat: Option<Compat>,
+}
+
+impl From<ChatRequest> for ExchangeRequest {
+    fn from(request: ChatRequest) -> Self {
+        Self {
+            user_id: request.user_id,
+            message: request.message,
+            session_id: request.session_id,
+            stream: request.stream,
+            compat: None,
         }
-        if self.message.contains('\0') {
-            return Err(ApiError::invalid("message must not contain NUL characters"));
+    }
+}
+
+impl ExchangeRequest {
+    /// Checks every field; `max_message_chars` comes from configuration.
+    pub fn validate(&self, max_message_chars: usize) -> Result<(), ApiError> {
+        validate_user_id(&self.user_id)?;
+        validate_message(&self.message, max_message_chars)
+    }
+
+    /// The API the exchange came through.
+    pub fn api(&self) -> Api {
+        self.compat.as_ref().map_or(Api::Native, |c| c.api)
+    }
+}
+
+/// What an OpenAI- or Ollama-compatible request adds to an exchange: the
+/// client sends the conversation itself, may choose the model, the system
+/// prompt and the sampling options.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Compat {
+    /// The API it came through (`openai` or `ollama`).
+    pub api: Api,
+    /// The exchange's id, chosen by the gateway (it names the answer before
+    /// the reply is complete); the row in `messages` has it.
+    pub id: Uuid,
+    /// The model asked for; `None`: `chat.model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The client's system prompt, replacing `chat.system_prompt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The turns before `message`, oldest first (not used with a
+    /// `session_id`, whose stored history is used instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryTurn>,
+    /// Assistant turns the client sent after `message` (the start of the
+    /// answer it wants continued); they follow it in the prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<HistoryTurn>,
+    /// Sampling options, passed to Ollama as its `options`.
+    #[serde(default)]
+    pub options: GenerationOptions,
+}
+
+/// One earlier turn a client sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryTurn {
+    /// Who said it.
+    pub role: Role,
+    /// What was said.
+    pub content: String,
+}
+
+impl From<Turn> for HistoryTurn {
+    fn from(turn: Turn) -> Self {
+        Self {
+            role: turn.role,
+            content: turn.content,
         }
-        Ok(())
+    }
+}
+
+/// Ollama's generation options that the compatible APIs map to (see
+/// Ollama's `options`); each is left to the model's default when absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationOptions {
+    /// Sampling temperature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Top-k sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    /// Minimum probability relative to the likeliest token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_p: Option<f64>,
+    /// Seed: the same seed and input give the same output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Most tokens to generate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_predict: Option<i64>,
+    /// Context window, in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_ctx: Option<u32>,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// Penalty on tokens already present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    /// Penalty growing with each repetition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    /// Ollama's repeat penalty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_penalty: Option<f64>,
+}
+
+impl GenerationOptions {
+    /// No option set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
     }
 }
 
@@ -178,12 +352,57 @@ pub struct Usage {
     pub completion_tokens: u32,
 }
 
+/// Why the model stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    /// It finished its answer, or met a stop sequence.
+    #[default]
+    Stop,
+    /// It reached the token limit (`num_predict`, `max_tokens`).
+    Length,
+}
+
+impl FinishReason {
+    /// From Ollama's `done_reason`.
+    pub fn from_done_reason(reason: &str) -> Self {
+        if reason == "length" {
+            Self::Length
+        } else {
+            Self::Stop
+        }
+    }
+
+    /// The lowercase name, as OpenAI and Ollama spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+        }
+    }
+}
+
+/// The durations Ollama reports with its last chunk, in nanoseconds (for
+/// the Ollama-compatible answers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LlmDurations {
+    /// Loading the model.
+    pub load_ns: u64,
+    /// Reading the prompt.
+    pub prompt_eval_ns: u64,
+    /// Generating the reply.
+    pub eval_ns: u64,
+}
+
 /// The answer to one chat exchange.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatResponse {
-    /// The session the exchange belongs to.
-    pub session_id: Uuid,
+    /// The session the exchange belongs to (absent only for a stateless
+    /// exchange of the compatible APIs, never on `/api/chat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<Uuid>,
     /// Id of the stored exchange (the row in `messages`).
     pub message_id: Uuid,
     /// The LLM's reply.
@@ -199,6 +418,53 @@ pub struct ChatResponse {
     pub response_time_ms: u64,
     /// Token counts.
     pub usage: Usage,
+    /// Why the model stopped.
+    #[serde(default)]
+    pub finish_reason: FinishReason,
+    /// Ollama's durations (for the compatible APIs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durations: Option<LlmDurations>,
+}
+
+/// What the backends serve, as their `GET /api/tags` and `GET
+/// /api/version` said at the last look: chat's `GET /models`, from which
+/// the gateway answers the compatible APIs' model lists.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Catalog {
+    /// A backend's Ollama version (`None`: none answered yet).
+    pub version: Option<String>,
+    /// Each model once, as Ollama's `/api/tags` describes it (`name`,
+    /// `model`, `modified_at`, `size`, `digest`, `details`).
+    #[schema(value_type = Vec<Object>)]
+    pub models: Vec<serde_json::Value>,
+}
+
+impl Catalog {
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.models
+            .iter()
+            .filter_map(|model| model.get("name")?.as_str())
+    }
+
+    /// Whether it lists `model` (`name` alone means `name:latest`).
+    pub fn has(&self, model: &str) -> bool {
+        self.names()
+            .any(|name| name == model || name.strip_suffix(":latest") == Some(model))
+    }
+
+    /// Adds what `other` lists and this does not.
+    pub fn merge(&mut self, other: &Catalog) {
+        if self.version.is_none() {
+            self.version.clone_from(&other.version);
+        }
+        let known: std::collections::HashSet<String> = self.names().map(str::to_owned).collect();
+        let new = other.models.iter().filter(|m| {
+            m.get("name")
+                .and_then(|n| n.as_str())
+                .is_some_and(|n| !known.contains(n))
+        });
+        self.models.extend(new.cloned());
+    }
 }
 
 /// Who said a turn.

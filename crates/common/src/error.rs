@@ -32,6 +32,8 @@ pub enum ErrorCode {
     SessionNotFound,
     /// No such route (404).
     NotFound,
+    /// No LLM backend has the model asked for (404).
+    ModelNotFound,
     /// The route exists but not with this method (405).
     MethodNotAllowed,
     /// The LLM answered with an error (502).
@@ -66,7 +68,7 @@ impl ErrorCode {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::CorsRejected => StatusCode::FORBIDDEN,
-            Self::SessionNotFound | Self::NotFound => StatusCode::NOT_FOUND,
+            Self::SessionNotFound | Self::NotFound | Self::ModelNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::LlmError => StatusCode::BAD_GATEWAY,
             Self::LlmUnavailable
@@ -90,6 +92,7 @@ impl ErrorCode {
             Self::CorsRejected => "cors_rejected",
             Self::SessionNotFound => "session_not_found",
             Self::NotFound => "not_found",
+            Self::ModelNotFound => "model_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::LlmError => "llm_error",
             Self::LlmUnavailable => "llm_unavailable",
@@ -103,7 +106,7 @@ impl ErrorCode {
     }
 
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::MalformedJson,
         Self::PayloadTooLarge,
         Self::RequestTimeout,
@@ -113,6 +116,7 @@ impl ErrorCode {
         Self::CorsRejected,
         Self::SessionNotFound,
         Self::NotFound,
+        Self::ModelNotFound,
         Self::MethodNotAllowed,
         Self::LlmError,
         Self::LlmUnavailable,

@@ -72,18 +72,32 @@ pub fn to_json(document: &Document) -> serde_json::Result<Vec<u8>> {
     serde_json::to_vec(&json)
 }
 
-/// Sets `maxLength` of `ChatRequest.message` to the configured limit.
+/// Sets `maxLength` of the `message` of `ChatRequest` and `ExchangeRequest`
+/// (whichever the document has) to the configured limit.
 pub fn limit_message_length(document: &mut Document, max_message_chars: usize) {
-    let message = document
-        .components
-        .as_mut()
-        .and_then(|components| components.schemas.get_mut("ChatRequest"))
-        .and_then(|request| match request {
-            RefOr::T(Schema::Object(request)) => request.properties.get_mut("message"),
+    for name in ["ChatRequest", "ExchangeRequest"] {
+        limit_length(document, name, Some("message"), max_message_chars);
+    }
+}
+
+/// Sets `maxLength` of the string schema `schema` (or of its `property`),
+/// if the document has it.
+pub fn limit_length(document: &mut Document, schema: &str, property: Option<&str>, max: usize) {
+    let Some(components) = document.components.as_mut() else {
+        return;
+    };
+    let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+        return;
+    };
+    let target = match property {
+        None => Some(object),
+        Some(name) => match object.properties.get_mut(name) {
+            Some(RefOr::T(Schema::Object(field))) => Some(field),
             _ => None,
-        });
-    if let Some(RefOr::T(Schema::Object(message))) = message {
-        message.max_length = Some(max_message_chars);
+        },
+    };
+    if let Some(target) = target {
+        target.max_length = Some(max);
     }
 }
 

@@ -264,3 +264,41 @@ fn relay_events(
         futures::future::ready(Some(Ok(bytes)))
     })
 }
+
+/// Splits a byte stream (Ollama's NDJSON, chat's server-sent events) into
+/// complete lines.
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    partial: Vec<u8>,
+}
+
+impl LineBuffer {
+    /// Adds `bytes`; returns the lines they complete, trimmed, blank ones
+    /// left out.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        self.partial.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let line = line.trim_ascii();
+            if !line.is_empty() {
+                lines.push(line.to_vec());
+            }
+        }
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_across_chunks_are_joined() {
+        let mut buffer = LineBuffer::default();
+        assert!(buffer.push(b"{\"a\":").is_empty());
+        let lines = buffer.push(b"1}\n{\"b\":2}\n{\"c\"");
+        assert_eq!(lines, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]);
+        assert_eq!(buffer.push(b":3}\n"), vec![b"{\"c\":3}".to_vec()]);
+    }
+}

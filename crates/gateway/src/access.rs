@@ -106,9 +106,9 @@ impl Access {
         })
     }
 
-    /// One of `key`'s stream slots, held until the stream ends; the 429 to
-    /// send when they are all taken.
-    pub async fn stream_slot(&self, key: &ApiKey) -> Result<Slot, HttpResponse> {
+    /// One of `key`'s stream slots, held until the stream ends; 429 with
+    /// `Retry-After: 1` when they are all taken.
+    pub async fn stream_slot(&self, key: &ApiKey) -> Result<Slot, ApiError> {
         let max = key
             .limits
             .concurrent_streams
@@ -117,11 +117,11 @@ impl Access {
             return Ok(slot);
         }
         self.count("rate_limited");
-        let error = ApiError::new(
+        Err(ApiError::new(
             ErrorCode::RateLimited,
             format!("over this key's limit of {max} streams at once"),
-        );
-        Err(error.response_with([(header::RETRY_AFTER, HeaderValue::from_static("1"))]))
+        )
+        .retry_after(1))
     }
 
     /// Whether `headers` carry a valid admin key (for `/health` details;

@@ -6,6 +6,7 @@
 //! the answer, streams included. Start with [`routes`].
 
 pub mod access;
+pub mod compat;
 pub mod cors;
 pub mod health;
 pub mod overhead;

@@ -5,6 +5,8 @@
 //! | `POST /api/chat` | chat `POST /chat` (JSON or an SSE stream relayed as it arrives) |
 //! | `GET /api/sessions/{id}` | session `GET /sessions/{id}` |
 //! | `DELETE /api/sessions/{id}` | session `DELETE /sessions/{id}` |
+//! | `POST /v1/chat/completions`, `/ollama/api/chat`, `/ollama/api/generate` | chat `POST /chat`, translated ([`crate::compat`]) |
+//! | `GET /v1/models`, `/ollama/api/tags`, `/ollama/api/version` | chat `GET /models`, translated |
 //!
 //! With API keys on, the [`crate::access`] middleware admits each `/api/*`
 //! request first, and the key's id goes to chat and session in
@@ -23,7 +25,7 @@ use chatbot_common::body::read_json;
 use chatbot_common::config::CorsSettings;
 use chatbot_common::error::ApiError;
 use chatbot_common::openapi::{
-    AccessFailures, BearerKey, ChatFailures, SessionFailures, SessionId, StreamEvent,
+    AccessFailures, BearerKey, ChatFailures, SessionFailures, SessionId, StreamEvent, limit_length,
     limit_message_length,
 };
 use chatbot_common::server::resource;
@@ -33,6 +35,7 @@ use reqwest::Method;
 use ::access::Slot;
 
 use crate::access::{Access, Caller, guard};
+use crate::compat::{Dialect, in_dialect, ollama, openai};
 
 /// The public API, as `/openapi.json` describes it.
 #[derive(utoipa::OpenApi)]
@@ -42,7 +45,21 @@ use crate::access::{Access, Caller, guard};
         description = "The public API of the chatbot service. Errors are \
             `{\"error\": {\"code\", \"message\"}}` with stable codes."
     ),
-    paths(chat, get_session, delete_session, crate::health::health),
+    paths(
+        chat,
+        get_session,
+        delete_session,
+        crate::health::health,
+        openai::completions,
+        openai::models,
+        openai::model,
+        ollama::chat,
+        ollama::generate,
+        ollama::tags,
+        ollama::version,
+        ollama::root
+    ),
+    components(schemas(openai::ErrorBody, ollama::ErrorBody)),
     modifiers(&BearerKey)
 )]
 struct PublicApi;
@@ -51,6 +68,14 @@ struct PublicApi;
 pub fn document(max_message_chars: usize) -> utoipa::openapi::OpenApi {
     let mut document = <PublicApi as utoipa::OpenApi>::openapi();
     limit_message_length(&mut document, max_message_chars);
+    limit_length(&mut document, "openai.UserText", None, max_message_chars);
+    limit_length(
+        &mut document,
+        "ollama.GenerateRequest",
+        Some("prompt"),
+        max_message_chars,
+    );
+    crate::compat::refine_schemas(&mut document);
     document
 }
 
@@ -91,8 +116,36 @@ pub fn configure(
             .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
             .wrap(from_fn(crate::cors::json_errors))
     };
+    // The compatible APIs: the same guard, errors in their own shapes.
+    let compat = |path: &str, allow: &'static str, dialect: Dialect| {
+        api(path, allow).wrap(from_fn(move |req, next| in_dialect(dialect, req, next)))
+    };
     cfg.app_data(web::Data::from(state))
         .service(api("/api/chat", "POST").route(web::post().to(chat)))
+        .service(
+            compat("/v1/chat/completions", "POST", Dialect::OpenAi)
+                .route(web::post().to(openai::completions)),
+        )
+        .service(compat("/v1/models", "GET", Dialect::OpenAi).route(web::get().to(openai::models)))
+        .service(
+            compat("/v1/models/{model}", "GET", Dialect::OpenAi)
+                .route(web::get().to(openai::model)),
+        )
+        .service(
+            compat("/ollama/api/chat", "POST", Dialect::Ollama).route(web::post().to(ollama::chat)),
+        )
+        .service(
+            compat("/ollama/api/generate", "POST", Dialect::Ollama)
+                .route(web::post().to(ollama::generate)),
+        )
+        .service(
+            compat("/ollama/api/tags", "GET", Dialect::Ollama).route(web::get().to(ollama::tags)),
+        )
+        .service(
+            compat("/ollama/api/version", "GET", Dialect::Ollama)
+                .route(web::get().to(ollama::version)),
+        )
+        .service(resource("/ollama", "GET").route(web::get().to(ollama::root)))
         .service(resource("/health", "GET").route(web::get().to(crate::health::health)))
         .service(
             api("/api/sessions/{id}", "GET, DELETE")
@@ -129,10 +182,7 @@ pub(crate) async fn chat(
     let started = Instant::now();
     let request: ChatRequest = read_json(&req, body, state.max_body_bytes).await?;
     request.validate(state.max_message_chars)?;
-    let slot = match stream_slot(&req, request.stream).await {
-        Ok(slot) => slot,
-        Err(refused) => return Ok(refused),
-    };
+    let slot = stream_slot(&req, request.stream).await?;
     let mut call = with_caller(&req, state.chat.post("/chat")).json(&request);
     if !request.stream {
         call = call.timeout(state.upstream_timeout);
@@ -147,8 +197,11 @@ pub(crate) async fn chat(
 }
 
 /// A stream slot of the request's key for a streamed chat (none needed
-/// otherwise, or with keys off); the 429 to send when all are taken.
-async fn stream_slot(req: &HttpRequest, streamed: bool) -> Result<Option<Slot>, HttpResponse> {
+/// otherwise, or with keys off); 429 when all are taken.
+pub(crate) async fn stream_slot(
+    req: &HttpRequest,
+    streamed: bool,
+) -> Result<Option<Slot>, ApiError> {
     let caller = req.extensions().get::<Caller>().cloned();
     match (streamed, caller, req.app_data::<web::Data<Access>>()) {
         (true, Some(Caller(key)), Some(access)) => access.stream_slot(&key).await.map(Some),
@@ -158,7 +211,10 @@ async fn stream_slot(req: &HttpRequest, streamed: bool) -> Result<Option<Slot>, 
 
 /// Names the request's API key (if auth is on) to chat or session, which
 /// keep each session to its key.
-fn with_caller(req: &HttpRequest, call: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+pub(crate) fn with_caller(
+    req: &HttpRequest,
+    call: reqwest::RequestBuilder,
+) -> reqwest::RequestBuilder {
     match req.extensions().get::<Caller>() {
         Some(Caller(key)) => call.header(API_KEY_HEADER, key.id.to_string()),
         None => call,

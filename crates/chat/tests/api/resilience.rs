@@ -14,7 +14,8 @@ use crate::Stack;
 fn row(message: &str) -> MessageRow {
     MessageRow {
         id: uuid::Uuid::new_v4(),
-        session_id: uuid::Uuid::new_v4(),
+        session_id: Some(uuid::Uuid::new_v4()),
+        api: chatbot_common::api::Api::Native,
         user_id: "kept".into(),
         api_key_id: None,
         timestamp: chrono::Utc::now(),
