@@ -197,19 +197,37 @@ pub struct GenerationOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
     /// Top-k sampling.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_number",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(minimum = 0, maximum = 4_294_967_295_u64, format = Int64)]
     pub top_k: Option<u32>,
     /// Minimum probability relative to the likeliest token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_p: Option<f64>,
     /// Seed: the same seed and input give the same output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub seed: Option<i64>,
     /// Most tokens to generate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub num_predict: Option<i64>,
     /// Context window, in tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_number",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(minimum = 0, maximum = 4_294_967_295_u64, format = Int64)]
     pub num_ctx: Option<u32>,
     /// Stop sequences.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -230,6 +248,49 @@ impl GenerationOptions {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+}
+
+/// Deserializes an optional `T` from a JSON object only, for
+/// `#[serde(deserialize_with)]`: serde's derive would also take an array,
+/// field by field, which no client means.
+pub fn object_only<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let object = Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)?;
+    object
+        .map(|object| T::deserialize(serde_json::Value::Object(object)))
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
+/// Deserializes an optional integer from any JSON number without a
+/// fraction (`3` or `3.0`: JSON Schema counts both as integers), for
+/// `#[serde(deserialize_with)]`.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i128>,
+{
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = number
+        .as_i64()
+        .map(i128::from)
+        .or_else(|| number.as_u64().map(i128::from))
+        .or_else(|| {
+            let float = number.as_f64()?;
+            // Exact for every whole float below 2^63; larger ones are out of range anyway.
+            #[allow(clippy::cast_possible_truncation)]
+            (float.fract() == 0.0 && float.abs() < 9.2e18).then_some(float as i128)
+        })
+        .ok_or_else(|| D::Error::custom(format!("expected an integer, not {number}")))?;
+    T::try_from(whole)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{number} is out of range")))
 }
 
 /// Checks a user id: 1 to 128 characters of `A-Z a-z 0-9 _ . @ : -`.

@@ -51,6 +51,20 @@ use crate::routes::{State, stream_slot, with_caller};
 /// uses (and extends) instead of the history the client sent.
 pub const SESSION_HEADER: &str = "x-chatbot-session";
 
+/// The `X-Chatbot-Session` header, as the OpenAPI document describes it.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("x-chatbot-session"), parameter_in = Header)]
+pub struct SessionHeader(
+    /// Continue this session of the same key and user: its stored history
+    /// replaces the one sent, and the exchange is added to it.
+    #[param(
+        required = false,
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    #[allow(dead_code)]
+    String,
+);
+
 /// The header carrying the stored exchange's id (the row in `messages`).
 pub const MESSAGE_ID_HEADER: &str = "x-chatbot-message-id";
 
@@ -203,19 +217,37 @@ pub fn user_of(
         .unwrap_or_else(|| ANONYMOUS.to_owned()))
 }
 
+/// 400 unless `body` is a JSON object (or not JSON at all, which the
+/// parser reports): serde's derive would read an array field by field.
+pub fn require_an_object(body: &[u8]) -> Result<(), CompatError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[' | b'"' | b'0'..=b'9' | b'-' | b't' | b'f' | b'n') => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "the request body must be a JSON object",
+        )
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 /// The session the `X-Chatbot-Session` header names, if any.
 pub fn session_of(req: &HttpRequest) -> Result<Option<Uuid>, CompatError> {
     req.headers()
         .get(SESSION_HEADER)
+        .filter(|value| !value.as_bytes().trim_ascii().is_empty())
         .map(|value| {
             value
                 .to_str()
                 .ok()
                 .and_then(|v| Uuid::parse_str(v.trim()).ok())
                 .ok_or_else(|| {
+                    let sent: String = String::from_utf8_lossy(value.as_bytes())
+                        .chars()
+                        .take(64)
+                        .collect();
                     CompatError::invalid(
                         SESSION_HEADER,
-                        format!("{SESSION_HEADER} must be a session id (a UUID)"),
+                        format!("{SESSION_HEADER} must be a session id (a UUID), not '{sent}'"),
                     )
                 })
         })
@@ -307,6 +339,24 @@ pub struct Asked {
 }
 
 impl Asked {
+    /// What a request asks; the model must be named (400 `model`).
+    pub fn new(
+        api: Api,
+        model: String,
+        options: GenerationOptions,
+        stream: bool,
+    ) -> Result<Self, CompatError> {
+        if model.trim().is_empty() {
+            return Err(CompatError::invalid("model", "model is required"));
+        }
+        Ok(Self {
+            api,
+            model,
+            options,
+            stream,
+        })
+    }
+
     /// The exchange to send chat, with a new id (returned too): the user
     /// and session of the request ([`user_of`], [`session_of`]).
     pub fn exchange(
@@ -531,7 +581,7 @@ fn parse_event(name: &str, data: &[u8]) -> Option<ChatEvent> {
 /// message's text parts are at least one.
 pub fn refine_schemas(document: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::RefOr;
-    use utoipa::openapi::schema::Schema;
+    use utoipa::openapi::schema::{AdditionalProperties, Schema};
     let Some(components) = document.components.as_mut() else {
         return;
     };
@@ -561,6 +611,18 @@ pub fn refine_schemas(document: &mut utoipa::openapi::OpenApi) {
     };
     array_of("openai.Stop", &|array| array.max_items = Some(4));
     array_of("openai.UserContent", &|array| array.min_items = Some(1));
+    // Each role's message takes only its own fields (serde's
+    // `deny_unknown_fields` on a tagged enum, which utoipa leaves out).
+    for name in ["openai.InputMessage", "ollama.Message"] {
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut(name) {
+            for item in &mut one_of.items {
+                if let RefOr::T(Schema::Object(message)) = item {
+                    message.additional_properties =
+                        Some(Box::new(AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
+    }
 }
 
 /// What the LLM backends serve (chat's `GET /models`).

@@ -15,7 +15,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use chatbot_common::api::{Api, ChatResponse, GenerationOptions};
+use chatbot_common::api::{Api, ChatResponse, GenerationOptions, object_only};
 use chatbot_common::body::read_limited;
 use chatbot_common::error::ApiError;
 use futures::StreamExt;
@@ -42,7 +42,7 @@ pub struct ChatRequest {
     #[serde(default)]
     pub stream: Option<bool>,
     /// Sampling options.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_only")]
     pub options: Option<GenerationOptions>,
     /// Accepted; the backends' own setting applies.
     #[serde(default)]
@@ -107,7 +107,7 @@ pub struct GenerateRequest {
     #[serde(default)]
     pub stream: Option<bool>,
     /// Sampling options.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_only")]
     pub options: Option<GenerationOptions>,
     /// Accepted; the backends' own setting applies.
     #[serde(default)]
@@ -128,12 +128,13 @@ impl ChatRequest {
             Message::Assistant { content } => Said::Assistant(content),
         });
         let conversation = Conversation::split(said.collect(), max_chars, "messages")?;
-        let asked = Asked {
-            api: Api::Ollama,
-            model: self.model,
-            options: self.options.unwrap_or_default(),
-            stream: self.stream.unwrap_or(true),
-        };
+        let options = self.options.unwrap_or_default();
+        let asked = Asked::new(
+            Api::Ollama,
+            self.model,
+            options,
+            self.stream.unwrap_or(true),
+        )?;
         Ok((asked, conversation))
     }
 }
@@ -145,13 +146,14 @@ async fn body<T: serde::de::DeserializeOwned>(
     state: &State,
 ) -> Result<T, CompatError> {
     let body = read_limited(req, payload, state.max_body_bytes).await?;
+    super::require_an_object(&body)?;
     Ok(chatbot_common::body::parse_json(&body)?)
 }
 
 /// Chat (Ollama's `POST /api/chat`).
 #[utoipa::path(post, path = "/ollama/api/chat", operation_id = "ollamaChat", tag = "ollama",
     request_body = ChatRequest,
-    params(("x-chatbot-session" = Option<uuid::Uuid>, Header, description = "continue this session (its stored history replaces the one sent)")),
+    params(super::SessionHeader),
     responses(
         (status = 200, description = "the answer: one object, or NDJSON lines of them", content(
             (ChatLine = "application/json"),
@@ -190,12 +192,13 @@ pub(crate) async fn generate(
     state: web::Data<State>,
 ) -> Result<HttpResponse, CompatError> {
     let request: GenerateRequest = body(&req, payload, &state).await?;
-    let asked = Asked {
-        api: Api::Ollama,
-        model: request.model,
-        options: request.options.unwrap_or_default(),
-        stream: request.stream.unwrap_or(true),
-    };
+    let options = request.options.unwrap_or_default();
+    let asked = Asked::new(
+        Api::Ollama,
+        request.model,
+        options,
+        request.stream.unwrap_or(true),
+    )?;
     let lines = Lines::new(&asked.model, Shape::Generate);
     let prompt = request.prompt.unwrap_or_default();
     if prompt.trim().is_empty() && prompt.chars().count() <= state.max_message_chars {
@@ -259,7 +262,7 @@ impl Lines {
                 },
                 done: done.is_some(),
                 done_reason: done.as_ref().map(|d| d.reason),
-                metrics: done.and_then(|d| d.metrics),
+                metrics: done.map(|d| d.metrics).unwrap_or_default(),
             }),
             Shape::Generate => to_bytes(&GenerateLine {
                 model: &self.model,
@@ -267,7 +270,7 @@ impl Lines {
                 response: content,
                 done: done.is_some(),
                 done_reason: done.as_ref().map(|d| d.reason),
-                metrics: done.and_then(|d| d.metrics),
+                metrics: done.map(|d| d.metrics).unwrap_or_default(),
             }),
         }
     }
@@ -282,7 +285,7 @@ impl Lines {
     fn loaded(&self, stream: bool) -> HttpResponse {
         let done = Done {
             reason: "load",
-            metrics: None,
+            metrics: Metrics::default(),
         };
         let object = self.object("", Some(done));
         if stream {
@@ -318,7 +321,7 @@ fn line(mut object: Vec<u8>) -> Bytes {
 /// How an answer ended.
 struct Done {
     reason: &'static str,
-    metrics: Option<Metrics>,
+    metrics: Metrics,
 }
 
 impl Done {
@@ -328,34 +331,41 @@ impl Done {
         let whole = response.response_time_ms.saturating_mul(1_000_000);
         Self {
             reason: response.finish_reason.as_str(),
-            metrics: Some(Metrics {
-                total_duration: whole.max(measured),
-                load_duration: durations.load_ns,
-                prompt_eval_count: response.usage.prompt_tokens,
-                prompt_eval_duration: durations.prompt_eval_ns,
-                eval_count: response.usage.completion_tokens,
-                eval_duration: durations.eval_ns,
-            }),
+            metrics: Metrics {
+                total_duration: Some(whole.max(measured)),
+                load_duration: Some(durations.load_ns),
+                prompt_eval_count: Some(response.usage.prompt_tokens),
+                prompt_eval_duration: Some(durations.prompt_eval_ns),
+                eval_count: Some(response.usage.completion_tokens),
+                eval_duration: Some(durations.eval_ns),
+            },
         }
     }
 }
 
-/// The durations (nanoseconds) and token counts of the last object.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+/// The durations (nanoseconds) and token counts of the last object (none
+/// on the others).
+#[derive(Debug, Clone, Copy, Default, Serialize, ToSchema)]
 #[schema(as = ollama::Metrics)]
 pub struct Metrics {
     /// The whole exchange.
-    total_duration: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_duration: Option<u64>,
     /// Loading the model.
-    load_duration: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    load_duration: Option<u64>,
     /// Tokens in the prompt.
-    prompt_eval_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_eval_count: Option<u32>,
     /// Reading the prompt.
-    prompt_eval_duration: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_eval_duration: Option<u64>,
     /// Tokens in the reply.
-    eval_count: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eval_count: Option<u32>,
     /// Generating the reply.
-    eval_duration: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eval_duration: Option<u64>,
 }
 
 /// The answer's message.
@@ -386,8 +396,8 @@ pub struct ChatLine<'a> {
     #[schema(value_type = Option<String>)]
     done_reason: Option<&'static str>,
     /// On the last object.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    metrics: Option<Metrics>,
+    #[serde(flatten)]
+    metrics: Metrics,
 }
 
 /// One object of a generate answer.
@@ -407,8 +417,8 @@ pub struct GenerateLine<'a> {
     #[schema(value_type = Option<String>)]
     done_reason: Option<&'static str>,
     /// On the last object.
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    metrics: Option<Metrics>,
+    #[serde(flatten)]
+    metrics: Metrics,
 }
 
 /// An error, as Ollama shapes it.

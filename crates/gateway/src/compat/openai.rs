@@ -11,7 +11,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use chatbot_common::api::{Api, ChatResponse, GenerationOptions, Usage};
+use chatbot_common::api::{Api, ChatResponse, GenerationOptions, Usage, object_only, whole_number};
 use chatbot_common::body::read_limited;
 use chatbot_common::error::{ApiError, ErrorCode};
 use futures::StreamExt;
@@ -41,15 +41,15 @@ pub struct CompletionRequest {
     #[serde(default)]
     pub stream: Option<bool>,
     /// Streaming options (without `stream` they have nothing to change).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_only")]
     pub stream_options: Option<StreamOptions>,
     /// Most tokens to generate (deprecated by OpenAI for `max_completion_tokens`).
-    #[serde(default)]
-    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_u64, format = Int64)]
     pub max_tokens: Option<u32>,
     /// Most tokens to generate.
-    #[serde(default)]
-    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_u64, format = Int64)]
     pub max_completion_tokens: Option<u32>,
     /// Sampling temperature, 0 to 2.
     #[serde(default)]
@@ -63,7 +63,7 @@ pub struct CompletionRequest {
     #[serde(default)]
     pub stop: Option<Stop>,
     /// Seed: the same seed and input give the same output.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub seed: Option<i64>,
     /// The end user: the exchange is stored under this user id (1 to 128 of
     /// `A-Z a-z 0-9 _ . @ : -`); without it, the API key's name.
@@ -79,7 +79,7 @@ pub struct CompletionRequest {
     #[schema(minimum = -2.0, maximum = 2.0)]
     pub frequency_penalty: Option<f64>,
     /// Number of choices: only 1.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 1)]
     pub n: Option<u32>,
 }
@@ -255,10 +255,15 @@ const UNSUPPORTED: [(&str, &str); 14] = [
     ("reasoning_effort", "reasoning_effort is not supported"),
 ];
 
-/// serde's unknown field error as OpenAI words it, naming the parameter.
-fn unknown_field(error: &ApiError) -> Option<CompatError> {
+/// serde's error for an unknown top-level field as OpenAI words it,
+/// naming the parameter.
+fn unknown_field(error: &ApiError, body: &[u8]) -> Option<CompatError> {
     let rest = error.message.split("unknown field `").nth(1)?;
     let field = rest.split('`').next()?;
+    let sent: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    if !sent.contains_key(field) {
+        return None;
+    }
     let message = match UNSUPPORTED.iter().find(|(name, _)| *name == field) {
         Some((_, why)) => format!("Unsupported parameter: '{field}': {why} by this gateway."),
         None => format!("Unrecognized request argument supplied: {field}"),
@@ -269,8 +274,9 @@ fn unknown_field(error: &ApiError) -> Option<CompatError> {
 impl CompletionRequest {
     /// Reads the body: unknown and unsupported parameters are 400 naming them.
     fn parse(body: &[u8]) -> Result<Self, CompatError> {
+        super::require_an_object(body)?;
         chatbot_common::body::parse_json(body).map_err(|error: ApiError| {
-            unknown_field(&error).unwrap_or_else(|| CompatError::from(error))
+            unknown_field(&error, body).unwrap_or_else(|| CompatError::from(error))
         })
     }
 
@@ -356,7 +362,7 @@ impl CompletionRequest {
 /// exchange.
 #[utoipa::path(post, path = "/v1/chat/completions", operation_id = "createChatCompletion",
     tag = "openai", request_body = CompletionRequest,
-    params(("x-chatbot-session" = Option<uuid::Uuid>, Header, description = "continue this session (its stored history replaces the one sent)")),
+    params(super::SessionHeader),
     responses(
         (status = 200, description = "the completion", content(
             (ChatCompletion = "application/json"),
@@ -379,12 +385,8 @@ pub(crate) async fn completions(
         .as_ref()
         .and_then(|o| o.include_usage)
         == Some(true);
-    let asked = Asked {
-        api: Api::Openai,
-        model: request.model.clone(),
-        options,
-        stream: request.stream == Some(true),
-    };
+    let stream = request.stream == Some(true);
+    let asked = Asked::new(Api::Openai, request.model.clone(), options, stream)?;
     let user = request.user.take();
     let conversation = request.conversation(state.max_message_chars)?;
     let (exchange, id) = asked.exchange(&req, user, "user", conversation)?;
