@@ -8,6 +8,9 @@ latency correction, so waiting is not hidden:
 
   floor      the simulator alone (POST /api/chat, not streamed)
   chat       the full path through the gateway, not streamed
+  openai     the same exchange through the OpenAI-compatible route
+             (POST /v1/chat/completions, the client sending the system
+             prompt, as the simulator's floor request does)
   stream     the full path, streamed (whole stream timed; the time-to-first-
              token overhead comes from the gateway's own overhead histogram)
   health     GET /health on the gateway
@@ -276,6 +279,10 @@ def floor_body(stream=False):
         {"role": "user", "content": "Hello, how do I reset my password?"}]}
 
 
+def openai_body():
+    return {"model": MODEL, "messages": floor_body()["messages"], "user": "bench-user"}
+
+
 def measure(stack, args):
     gw, sim = stack.url("gateway"), stack.url("sim")
     rate, secs = args.rate, args.seconds
@@ -288,6 +295,10 @@ def measure(stack, args):
                                 "rss_mb": rss_mb(stack.pid(n))} for n in SERVICES}
     results["machine_cpu_cores"] = {n: round((after[n] - before[n]) / wall, 3) for n in after}
     results["chat"]["overhead"] = overhead(results["chat"], results["floor"])
+    results["openai"] = oha(gw + "/v1/chat/completions", rate, secs, openai_body())
+    results["openai"]["overhead"] = overhead(results["openai"], results["floor"])
+    results["openai"]["overhead_minus_chat_p50_ms"] = round(
+        results["openai"]["overhead"]["p50_ms"] - results["chat"]["overhead"]["p50_ms"], 3)
     results["stream"] = oha(gw + "/api/chat", rate, secs, chat_body(stream=True))
     results["stream"]["overhead"] = overhead(results["stream"], results["floor"])
     results["floor_stream"] = oha(sim + "/api/chat", rate, secs, floor_body(stream=True))
@@ -325,7 +336,7 @@ def search(stack, args):
 def markdown(r):
     rows = ["| run | rate/s | achieved/s | errors | p50 ms | p95 ms | p99 ms | max ms | overhead p50 / p99 ms |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for name in ("floor", "chat", "floor_stream", "stream", "health"):
+    for name in ("floor", "chat", "openai", "floor_stream", "stream", "health"):
         x = r[name]
         extra = x.get("overhead")
         over = f"{extra['p50_ms']} / {extra['p99_ms']}" if extra else ""
@@ -338,6 +349,8 @@ def markdown(r):
     lines += ["", "The whole machine during the chat run (cores): " + ", ".join(
         f"{n} {v}" for n, v in machine.items()) + f"; total {round(sum(machine.values()), 2)} "
         f"of {os.cpu_count()}"]
+    lines += ["", "OpenAI-compatible route: overhead p50 minus the native route's: "
+              f"{r['openai']['overhead_minus_chat_p50_ms']} ms"]
     ttft = r["stream"].get("first_token_overhead")
     lines += ["", "Streaming time-to-first-token overhead (first byte through the gateway minus first byte "
               f"from the simulator alone, and the gateway's own histogram as bucket bounds): {ttft}", "",

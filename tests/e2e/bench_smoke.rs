@@ -27,7 +27,7 @@ fn the_benchmark_runs_and_writes_its_reports() {
     );
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    for run in ["floor", "chat", "stream", "health"] {
+    for run in ["floor", "chat", "openai", "stream", "health"] {
         assert!(
             results[run]["requests"].as_u64().unwrap() > 0,
             "{run}: {results}"
@@ -35,6 +35,7 @@ fn the_benchmark_runs_and_writes_its_reports() {
         assert!(results[run]["p99_ms"].as_f64().is_some());
     }
     assert_eq!(results["chat"]["errors"], 0, "{results}");
+    assert_eq!(results["openai"]["errors"], 0, "{results}");
     assert!(results["chat"]["overhead"]["p50_ms"].as_f64().is_some());
     assert!(results["search"][0]["sustained"].is_boolean(), "{results}");
     for service in ["gateway", "chat", "session", "health-aggregator"] {

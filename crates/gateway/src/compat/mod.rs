@@ -625,6 +625,35 @@ pub fn refine_schemas(document: &mut utoipa::openapi::OpenApi) {
     }
 }
 
+/// The failures of a compatible route, whose bodies are the schema
+/// `schema` (each API's error shape; the statuses are the same).
+fn failures(
+    schema: &str,
+) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    [
+        ("400", "malformed JSON, invalid or unsupported fields"),
+        ("401", "no API key, or an unknown one"),
+        ("404", "unknown model, or session"),
+        ("413", "body larger than the limit"),
+        ("429", "over the key's limits"),
+        ("502", "the LLM failed"),
+        ("503", "the LLM or an internal service is unavailable"),
+        ("504", "the LLM or an internal service timed out"),
+    ]
+    .into_iter()
+    .map(|(status, description)| {
+        let body = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(schema)))
+            .build();
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content("application/json", body);
+        (status.to_owned(), response.build().into())
+    })
+    .collect()
+}
+
 /// What the LLM backends serve (chat's `GET /models`).
 pub async fn catalog(state: &State) -> Result<Catalog, CompatError> {
     let call = state.chat.get("/models").timeout(state.upstream_timeout);

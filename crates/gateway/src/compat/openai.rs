@@ -689,34 +689,14 @@ pub fn error_body(error: &ApiError, param: Option<&str>) -> serde_json::Value {
     .unwrap_or_default()
 }
 
-/// The failures of the OpenAI-compatible routes.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-pub enum Failures {
-    /// malformed JSON, invalid or unsupported parameters
-    #[response(status = 400)]
-    Invalid(ErrorBody),
-    /// no or an unknown API key
-    #[response(status = 401)]
-    Unauthorized(ErrorBody),
-    /// unknown model, or session
-    #[response(status = 404)]
-    NotFound(ErrorBody),
-    /// body larger than the limit
-    #[response(status = 413)]
-    TooLarge(ErrorBody),
-    /// over the key's limits
-    #[response(status = 429)]
-    RateLimited(ErrorBody),
-    /// the LLM failed
-    #[response(status = 502)]
-    LlmFailed(ErrorBody),
-    /// the LLM or an internal service is unavailable
-    #[response(status = 503)]
-    Unavailable(ErrorBody),
-    /// the LLM or an internal service timed out
-    #[response(status = 504)]
-    TimedOut(ErrorBody),
+/// The failures of the OpenAI-compatible routes, in its error shape.
+pub struct Failures;
+
+impl utoipa::IntoResponses for Failures {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        super::failures("openai.Error")
+    }
 }
 
 /// `GET /v1/models`.
