@@ -168,7 +168,7 @@ async fn chat_migrate_applies_the_schema_once() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert!(String::from_utf8_lossy(&first.stdout).contains("\"applied\":\"[1, 2]\""));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("\"applied\":\"[1, 2, 3]\""));
     let second = migrate();
     assert!(second.status.success());
     assert!(
@@ -180,7 +180,7 @@ async fn chat_migrate_applies_the_schema_once() {
         .query("SELECT version FROM schema_migrations", &[])
         .await
         .unwrap();
-    assert_eq!(versions.len(), 2);
+    assert_eq!(versions.len(), 3);
     db.query(
         "SELECT id, timestamp, user_id, response_time, urgency, error, api_key_id FROM messages",
         &[],

@@ -126,7 +126,7 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
     assert!(
         has(
             &chat,
-            "chatbot_messages_total{type=\"greeting\",urgency=\"HIGH\"} 1"
+            "chatbot_messages_total{api=\"native\",type=\"greeting\",urgency=\"HIGH\"} 1"
         ),
         "{chat}"
     );

@@ -332,7 +332,7 @@ impl Exchange {
             ("", "")
         };
         tracing::info!(
-            message_id = %prepared.id, session_id = ?prepared.session_id, api = prepared.api.as_str(),
+            message_id = %prepared.id, session_id = prepared.session_id.map(tracing::field::display), api = prepared.api.as_str(),
             user_id = %prepared.owner.user_id, message_length = prepared.message.chars().count(),
             reply_length = reply.chars().count(), processing_time_ms = response_time_ms,
             message_text = (!message_text.is_empty()).then_some(message_text),

@@ -219,7 +219,7 @@ async fn a_backup_in_the_bucket_restores_every_row_and_the_drill_finds_them_iden
         .collect();
     assert_eq!(
         rows,
-        BTreeMap::from([("api_keys", 0), ("messages", 400), ("schema_migrations", 2)])
+        BTreeMap::from([("api_keys", 0), ("messages", 400), ("schema_migrations", 3)])
     );
     assert!(
         m["versions"]["pg_dump"]
