@@ -5,7 +5,8 @@
 //! (which carries no credentials) is never refused for want of a key. With
 //! no `allowed_origins` nothing is added: browsers keep pages of other
 //! origins from reading the answers. The response headers a page may read are
-//! the rate-limit ones, `Retry-After` and the trace id.
+//! the rate-limit ones, `Retry-After`, the trace id, the overhead and the
+//! stored exchange's id (`x-chatbot-message-id`, on the compatible routes).
 //!
 //! A preflight the settings do not allow (origin, method or header) is 403
 //! `cors_rejected` in our JSON error format, not actix-cors's plain text.
@@ -19,13 +20,14 @@ use chatbot_common::config::CorsSettings;
 use chatbot_common::error::{ApiError, ErrorCode};
 
 /// Response headers a page may read.
-const EXPOSED: [&str; 6] = [
+const EXPOSED: [&str; 7] = [
     "ratelimit-limit",
     "ratelimit-remaining",
     "ratelimit-reset",
     "retry-after",
     "x-trace-id",
     "x-chatbot-overhead-ms",
+    crate::compat::MESSAGE_ID_HEADER,
 ];
 
 /// Checks the settings once at start-up: every origin a bare

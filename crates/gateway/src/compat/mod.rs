@@ -56,10 +56,10 @@ pub const SESSION_HEADER: &str = "x-chatbot-session";
 #[into_params(names("x-chatbot-session"), parameter_in = Header)]
 pub struct SessionHeader(
     /// Continue this session of the same key and user: its stored history
-    /// replaces the one sent, and the exchange is added to it.
+    /// replaces the one sent, and the exchange is added to it (empty: none).
     #[param(
         required = false,
-        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        pattern = "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
     )]
     #[allow(dead_code)]
     String,
@@ -230,16 +230,19 @@ pub fn require_an_object(body: &[u8]) -> Result<(), CompatError> {
     }
 }
 
-/// The session the `X-Chatbot-Session` header names, if any.
+/// The session the `X-Chatbot-Session` header names, if any (an empty
+/// header names none): a UUID in its hyphenated form, as `/api/chat`
+/// returns it.
 pub fn session_of(req: &HttpRequest) -> Result<Option<Uuid>, CompatError> {
     req.headers()
         .get(SESSION_HEADER)
-        .filter(|value| !value.as_bytes().trim_ascii().is_empty())
+        .filter(|value| !value.is_empty())
         .map(|value| {
             value
                 .to_str()
                 .ok()
-                .and_then(|v| Uuid::parse_str(v.trim()).ok())
+                .filter(|v| v.len() == 36)
+                .and_then(|v| Uuid::parse_str(v).ok())
                 .ok_or_else(|| {
                     let sent: String = String::from_utf8_lossy(value.as_bytes())
                         .chars()

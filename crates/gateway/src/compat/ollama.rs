@@ -177,6 +177,7 @@ pub(crate) async fn chat(
 /// Generate (Ollama's `POST /api/generate`).
 #[utoipa::path(post, path = "/ollama/api/generate", operation_id = "ollamaGenerate", tag = "ollama",
     request_body = GenerateRequest,
+    params(super::SessionHeader),
     responses(
         (status = 200, description = "the answer: one object, or NDJSON lines of them", content(
             (GenerateLine = "application/json"),
@@ -201,6 +202,7 @@ pub(crate) async fn generate(
     )?;
     let lines = Lines::new(&asked.model, Shape::Generate);
     let prompt = request.prompt.unwrap_or_default();
+    super::session_of(&req)?;
     if prompt.trim().is_empty() && prompt.chars().count() <= state.max_message_chars {
         return Ok(lines.loaded(asked.stream));
     }
