@@ -59,7 +59,7 @@ use crate::compat::{Dialect, in_dialect, ollama, openai};
         ollama::version,
         ollama::root
     ),
-    components(schemas(openai::ErrorBody, ollama::ErrorBody)),
+    components(schemas(openai::ErrorBody, openai::ChatCompletionChunk, ollama::ErrorBody)),
     modifiers(&BearerKey)
 )]
 struct PublicApi;

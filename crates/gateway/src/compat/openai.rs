@@ -366,7 +366,7 @@ impl CompletionRequest {
     responses(
         (status = 200, description = "the completion", content(
             (ChatCompletion = "application/json"),
-            (ChatCompletionChunk = "text/event-stream")
+            (StreamEvent = "text/event-stream")
         )),
         Failures
     ),
@@ -589,8 +589,18 @@ impl From<Usage> for CompletionUsage {
     }
 }
 
-/// One event of a streamed completion (the `data:` of each server-sent
-/// event; the stream ends with `data: [DONE]`).
+/// One server-sent event of a streamed completion, as a client reads it:
+/// `data` is a [`ChatCompletionChunk`] as JSON, `[DONE]` last, or an
+/// `openai.Error` after a failure mid-stream.
+#[derive(Debug, ToSchema)]
+#[schema(as = openai::StreamEvent)]
+#[allow(dead_code)]
+pub struct StreamEvent {
+    /// The event's data.
+    data: String,
+}
+
+/// The `data` of one event of a streamed completion.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = openai::ChatCompletionChunk)]
 pub struct ChatCompletionChunk {
