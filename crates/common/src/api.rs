@@ -507,10 +507,19 @@ impl Catalog {
             .filter_map(|model| model.get("name")?.as_str())
     }
 
+    /// The entry of `model` (`name` alone means `name:latest`).
+    pub fn find(&self, model: &str) -> Option<&serde_json::Value> {
+        self.models.iter().find(|entry| {
+            entry
+                .get("name")
+                .and_then(|name| name.as_str())
+                .is_some_and(|name| name == model || name.strip_suffix(":latest") == Some(model))
+        })
+    }
+
     /// Whether it lists `model` (`name` alone means `name:latest`).
     pub fn has(&self, model: &str) -> bool {
-        self.names()
-            .any(|name| name == model || name.strip_suffix(":latest") == Some(model))
+        self.find(model).is_some()
     }
 
     /// Adds what `other` lists and this does not.

@@ -55,8 +55,9 @@ pub async fn forward(
     exchange: &ExchangeRequest,
     id: Uuid,
 ) -> Result<(Answer, Pending), CompatError> {
+    // Its user and messages were checked as they were read (`user_of`,
+    // `Conversation::split`); chat checks them again.
     let started = Instant::now();
-    exchange.validate(state.max_message_chars)?;
     let held = stream_slot(req, exchange.stream).await?;
     let mut call = with_caller(req, state.chat.post("/chat")).json(exchange);
     if !exchange.stream {

@@ -386,15 +386,11 @@ pub(crate) async fn completions(
         .and_then(|o| o.include_usage)
         == Some(true);
     let stream = request.stream == Some(true);
-    let asked = Asked::new(Api::Openai, request.model.clone(), options, stream)?;
+    let model = request.model.clone();
+    let asked = Asked::new(Api::Openai, model.clone(), options, stream)?;
     let user = request.user.take();
     let conversation = request.conversation(state.max_message_chars)?;
     let (exchange, id) = asked.exchange(&req, user, "user", conversation)?;
-    let model = exchange
-        .compat
-        .as_ref()
-        .and_then(|c| c.model.clone())
-        .unwrap_or_default();
     let (answer, pending) = forward(&req, &state, &exchange, id).await?;
     let completion = Completion {
         id: format!("chatcmpl-{}", id.simple()),
@@ -777,12 +773,7 @@ pub(crate) async fn model(
     name: web::Path<String>,
 ) -> Result<HttpResponse, CompatError> {
     let catalog = super::catalog(&state).await?;
-    let found = catalog
-        .models
-        .iter()
-        .filter_map(Model::from_tag)
-        .find(|m| m.id == *name || m.id.strip_suffix(":latest") == Some(name.as_str()));
-    match found {
+    match catalog.find(&name).and_then(Model::from_tag) {
         Some(model) => Ok(HttpResponse::Ok().json(model)),
         None => Err(ApiError::new(
             ErrorCode::ModelNotFound,
