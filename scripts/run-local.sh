@@ -2,13 +2,17 @@
 # Runs the whole stack on this machine and shows a chat through the gateway
 # (README command 1).
 #
-#   bash scripts/run-local.sh          # set up, start everything, chat twice
-#   bash scripts/run-local.sh stop     # stop everything it started
-#   bash scripts/run-local.sh status   # what is running
+#   bash scripts/run-local.sh              # set up, start everything, chat twice
+#   bash scripts/run-local.sh --simulator  # the same with the Ollama simulator as the LLM
+#   bash scripts/run-local.sh stop         # stop everything it started
+#   bash scripts/run-local.sh status       # what is running
 #
 # It starts its own PostgreSQL and Redis on their own ports (never the
 # machine's 5432 or 6379), Prometheus, the four services, and uses a reachable
-# Ollama, or else starts the bundled Ollama simulator and says so.
+# Ollama, or else starts local-llm, a small real model (SmolLM2-135M-Instruct,
+# fetched once by scripts/fetch-model.sh) served over Ollama's API, and says
+# so. With --simulator it starts the Ollama simulator instead (replies that
+# echo the message: fast and deterministic, what tests and benchmarks use).
 # Everything can be moved with environment variables (defaults shown):
 #   CHATBOT_STATE_DIR=/var/tmp/chatbot-local   data, logs and pid files
 #   CHATBOT_PG_PORT=55432  CHATBOT_REDIS_PORT=56379  CHATBOT_PROMETHEUS_PORT=9090
@@ -40,6 +44,7 @@ read -r GATEWAY_METRICS CHAT_METRICS SESSION_METRICS AGGREGATOR_METRICS <<<"${CH
 OLLAMA_URL=${CHATBOT_OLLAMA_URL:-http://127.0.0.1:11434}
 PROFILE=${CHATBOT_PROFILE:-debug}
 MODEL=${CHATBOT__CHAT__MODEL:-llama3.2:1b}
+LLM_CHOICE=auto
 SERVICES=(session chat gateway health-aggregator)
 MONITORS=(prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter prometheus-redis-exporter)
 
@@ -51,7 +56,7 @@ as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 stop_all() {
-  for name in "${SERVICES[@]}" ollama-sim "${MONITORS[@]}"; do
+  for name in "${SERVICES[@]}" ollama-sim local-llm "${MONITORS[@]}"; do
     if pid_alive "$STATE/$name.pid"; then
       kill -TERM "$(cat "$STATE/$name.pid")" 2>/dev/null || true
       for _ in $(seq 50); do pid_alive "$STATE/$name.pid" || break; sleep 0.2; done
@@ -68,7 +73,7 @@ stop_all() {
 }
 
 status() {
-  for name in "${SERVICES[@]}" ollama-sim "${MONITORS[@]}"; do
+  for name in "${SERVICES[@]}" ollama-sim local-llm "${MONITORS[@]}"; do
     if pid_alive "$STATE/$name.pid"; then echo "$name: running (pid $(cat "$STATE/$name.pid"))"; else echo "$name: stopped"; fi
   done
 }
@@ -132,9 +137,26 @@ choose_llm() {
   local port=${OLLAMA_URL##*:}; port=${port%%/*}
   port_busy "$port" && port=11435
   LLM_URL="http://127.0.0.1:$port"
-  say "No Ollama answers at $OLLAMA_URL: starting the bundled Ollama simulator at $LLM_URL"
-  echo "    (deterministic replies that echo your message; not a real model)"
-  launch ollama-sim OLLAMA_SIM_PORT="$port" OLLAMA_SIM_TOKENS_PER_SEC=50 OLLAMA_SIM_FIRST_TOKEN_MS=100
+  if [ "$LLM_CHOICE" = simulator ]; then
+    say "Starting the bundled Ollama simulator at $LLM_URL (--simulator)"
+    echo "    (deterministic replies that echo your message; not a real model)"
+    launch ollama-sim OLLAMA_SIM_PORT="$port" OLLAMA_SIM_TOKENS_PER_SEC=50 OLLAMA_SIM_FIRST_TOKEN_MS=100
+    return
+  fi
+  local model_file
+  model_file=$(bash scripts/fetch-model.sh) || fail "the local model could not be fetched; run with --simulator to use the simulator"
+  say "No Ollama answers at $OLLAMA_URL: starting local-llm at $LLM_URL"
+  echo "    (SmolLM2-135M-Instruct, a small real model on this machine's CPU: $model_file;"
+  echo "     point CHATBOT_OLLAMA_URL at a real Ollama for production answers)"
+  [ -z "${CHATBOT__CHAT__MODEL:-}" ] && MODEL=smollm2:135m
+  launch local-llm LOCAL_LLM_PORT="$port" LOCAL_LLM_MODEL="$model_file" LOCAL_LLM_MODEL_NAME="$MODEL" \
+    LOCAL_LLM_LOG_FORMAT=json
+  for _ in $(seq 120); do
+    curl -sf "$LLM_URL/readyz" >/dev/null && return
+    pid_alive "$STATE/local-llm.pid" || { tail -n 5 "$STATE/logs/local-llm.stdout" >&2; fail "local-llm exited"; }
+    sleep 0.5
+  done
+  fail "local-llm is not ready after 60 s; see $STATE/logs/local-llm.stdout"
 }
 
 start_services() {
@@ -145,6 +167,7 @@ start_services() {
     CHATBOT__DATABASE__URL="postgres://chatbot:chatbot@127.0.0.1:$PG_PORT/chatbot"
     CHATBOT__REDIS__URL="redis://127.0.0.1:$REDIS_PORT"
     CHATBOT__OLLAMA__URL="$LLM_URL"
+    CHATBOT__CHAT__MODEL="$MODEL"
     CHATBOT__GATEWAY__SERVER__PORT="$GATEWAY_PORT"
     CHATBOT__CHAT__SERVER__PORT="$CHAT_PORT"
     CHATBOT__SESSION__SERVER__PORT="$SESSION_PORT"
@@ -275,11 +298,17 @@ demo() {
 EOT
 }
 
-case "${1:-start}" in
+ACTION=start
+for arg in "$@"; do
+  case "$arg" in
+    stop|status|start) ACTION=$arg ;;
+    --simulator) LLM_CHOICE=simulator ;;
+    *) fail "usage: run-local.sh [start|stop|status] [--simulator]" ;;
+  esac
+done
+case "$ACTION" in
   stop) stop_all; exit 0 ;;
   status) status; exit 0 ;;
-  start) ;;
-  *) fail "usage: run-local.sh [start|stop|status]" ;;
 esac
 
 bash scripts/setup.sh

@@ -16,6 +16,8 @@ PACKAGES=(
   prometheus prometheus-alertmanager prometheus-node-exporter
   prometheus-postgres-exporter prometheus-redis-exporter
   curl jq ca-certificates gcc pkg-config python3 python3-venv procps iproute2
+  # local-llm builds llama.cpp (C++, cmake) and its bindings (bindgen: libclang).
+  cmake clang libclang-dev
 )
 
 # The compose test: Debian's Docker engine, debootstrap for the base image,
@@ -85,6 +87,8 @@ if [ "${1:-}" = "--test" ]; then
   fi
   say "Python test tools in $VENV (scripts/test-requirements.txt)"
   "$VENV/bin/pip" install -q -r scripts/test-requirements.txt
+  say "The local model for local-llm's tests (scripts/fetch-model.sh)"
+  bash scripts/fetch-model.sh >/dev/null
   start_docker
   bash deploy/compose/local/build.sh
 fi

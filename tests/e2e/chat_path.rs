@@ -105,7 +105,7 @@ async fn a_conversation_through_the_gateway() {
         anonymous.get("services").is_none() && anonymous.get("checks").is_none(),
         "anonymous callers see the status only: {anonymous}"
     );
-    stack.sim.terminate();
+    stack.llm.terminate();
     let (status, answer) = stack
         .chat(json!({"user_id": "e2e-user", "message": "are you there?"}))
         .await;
@@ -128,7 +128,7 @@ async fn a_conversation_through_the_gateway() {
     assert_eq!(verdict["services"]["gateway"]["status"], "OK");
 }
 
-async fn wait_for_status(http: &reqwest::Client, url: &str, status: &str) -> Value {
+pub(crate) async fn wait_for_status(http: &reqwest::Client, url: &str, status: &str) -> Value {
     let what = format!("{url} to report {status}");
     test_support::poll::until(&what, Duration::from_secs(10), || async {
         let verdict = send_json(http.get(url)).await.1;

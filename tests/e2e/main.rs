@@ -13,6 +13,7 @@ mod compose;
 mod deploy_k8s;
 mod deploy_systemd;
 mod faults;
+mod local_model;
 mod metrics;
 mod monitoring;
 mod openapi_fuzz;
@@ -45,9 +46,68 @@ fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
     all
 }
 
+/// The LLM a stack talks to.
+pub(crate) enum Llm<'a> {
+    /// The Ollama simulator, with these `OLLAMA_SIM_*` settings.
+    Simulator(&'a [(&'a str, String)]),
+    /// local-llm with the real model (fetched by scripts/fetch-model.sh).
+    Local,
+}
+
+/// The name local-llm serves its model under.
+pub(crate) const LOCAL_MODEL: &str = "smollm2:135m";
+
+impl Llm<'_> {
+    /// Starts it on a free port.
+    async fn spawn(
+        &self,
+        env: impl Fn(&[(&str, String)]) -> Vec<(String, String)>,
+    ) -> ServiceProcess {
+        match self {
+            Self::Simulator(sim_env) => {
+                let mut vars = vec![("OLLAMA_SIM_PORT", "0".to_owned())];
+                vars.extend(sim_env.iter().cloned());
+                ServiceProcess::spawn_async("ollama-sim", &env(&vars)).await
+            }
+            Self::Local => {
+                let vars = [
+                    ("LOCAL_LLM_PORT", "0".to_owned()),
+                    ("LOCAL_LLM_MODEL", local_model_file()),
+                ];
+                ServiceProcess::spawn_async("local-llm", &env(&vars)).await
+            }
+        }
+    }
+
+    /// The model chat asks for.
+    fn model(&self) -> Option<&'static str> {
+        match self {
+            Self::Simulator(_) => None,
+            Self::Local => Some(LOCAL_MODEL),
+        }
+    }
+}
+
+/// The model file, as `scripts/fetch-model.sh` prints it (fetched by the
+/// test set-up; reused here).
+fn local_model_file() -> String {
+    let output = std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/fetch-model.sh"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned()
+}
+
 /// The whole stack as processes.
 pub(crate) struct Stack {
-    pub(crate) sim: ServiceProcess,
+    /// The LLM: the simulator, or local-llm.
+    pub(crate) llm: ServiceProcess,
     pub(crate) session: ServiceProcess,
     pub(crate) chat: ServiceProcess,
     pub(crate) gateway: ServiceProcess,
@@ -106,15 +166,26 @@ impl Stack {
         sim_env: &[(&str, String)],
         service_env: &[(&str, String)],
     ) -> Self {
+        Self::start_with(redis_url, Llm::Simulator(sim_env), service_env).await
+    }
+
+    /// As [`Stack::start_configured`], talking to `llm`.
+    pub(crate) async fn start_with(
+        redis_url: &str,
+        llm: Llm<'_>,
+        service_env: &[(&str, String)],
+    ) -> Self {
+        let mut service_env = service_env.to_vec();
+        if let Some(model) = llm.model() {
+            service_env.push(("CHATBOT__CHAT__MODEL", model.to_owned()));
+        }
         let env = |pairs: &[(&str, String)]| {
             let mut all = pairs.to_vec();
             all.extend(service_env.iter().cloned());
             env(&all)
         };
         let db_url = shared_postgres().fresh_database().await;
-        let mut sim_vars = vec![("OLLAMA_SIM_PORT", "0".to_owned())];
-        sim_vars.extend(sim_env.iter().cloned());
-        let sim = ServiceProcess::spawn_async("ollama-sim", &env(&sim_vars)).await;
+        let llm = llm.spawn(env).await;
         let prefix = fresh_prefix();
         let session = ServiceProcess::spawn_async(
             "session",
@@ -134,7 +205,7 @@ impl Stack {
                 ("CHATBOT__DATABASE__URL", db_url.clone()),
                 ("CHATBOT__REDIS__URL", redis_url.to_owned()),
                 ("CHATBOT__SESSION__KEY_PREFIX", prefix.clone()),
-                ("CHATBOT__OLLAMA__URL", sim.base_url()),
+                ("CHATBOT__OLLAMA__URL", llm.base_url()),
                 ("CHATBOT__CHAT__TIMEOUTS__FIRST_TOKEN_MS", "3000".into()),
             ]),
         )
@@ -173,7 +244,7 @@ impl Stack {
                 ("CHATBOT__AGGREGATOR__INTERVAL_SECS", "1".into()),
                 ("CHATBOT__DATABASE__URL", db_url.clone()),
                 ("CHATBOT__REDIS__URL", redis_url.to_owned()),
-                ("CHATBOT__OLLAMA__URL", sim.base_url()),
+                ("CHATBOT__OLLAMA__URL", llm.base_url()),
                 ("CHATBOT__AGGREGATOR__SERVICES__GATEWAY", gateway.base_url()),
                 ("CHATBOT__AGGREGATOR__SERVICES__CHAT", chat.base_url()),
                 ("CHATBOT__AGGREGATOR__SERVICES__SESSION", session.base_url()),
@@ -190,7 +261,7 @@ impl Stack {
         )
         .await;
         Self {
-            sim,
+            llm,
             session,
             chat,
             gateway,

@@ -67,7 +67,7 @@ async fn metrics_have_the_documented_names_and_pass_promtool() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
-    stack.sim.terminate();
+    stack.llm.terminate();
     let (status, _) = stack
         .chat(json!({"user_id": "m", "message": "still there?"}))
         .await;

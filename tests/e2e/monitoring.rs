@@ -176,7 +176,7 @@ fn start_monitoring(stack: &Stack, redis: &TestRedis, n8n: &N8nStandIn, dir: &Pa
 
 /// Makes that fraction of the simulator's generations fail.
 pub(crate) async fn set_llm_error_rate(stack: &Stack, rate: f64) {
-    let url = format!("{}/_sim/config", stack.sim.base_url());
+    let url = format!("{}/_sim/config", stack.llm.base_url());
     let response = stack
         .http
         .put(url)

@@ -1,7 +1,8 @@
 //! README command 1 (`scripts/run-local.sh`) as a new user runs it, moved to
-//! free ports and a throwaway state directory: it must bring the stack up,
-//! show a reply and a second reply with the first in its context, show the
-//! stored rows, and `stop` must stop everything.
+//! free ports and a throwaway state directory, with no Ollama: it must start
+//! local-llm (the real small model) and say so, bring the stack up, show two
+//! real replies (not the simulator's echo), the stored rows and a healthy
+//! verdict, and `stop` must stop everything.
 
 use std::process::Command;
 
@@ -56,17 +57,20 @@ fn run_local_shows_a_chat_and_stops_cleanly() {
     let err = String::from_utf8_lossy(&started.stderr);
     assert!(started.status.success(), "run-local failed:\n{out}\n{err}");
     assert!(
-        out.contains("starting the bundled Ollama simulator"),
-        "it says it uses the simulator:\n{out}"
+        out.contains("No Ollama answers at") && out.contains("starting local-llm"),
+        "it says it starts the local model:\n{out}"
     );
-    assert!(
-        out.contains("\"reply\": \"Echo: Hello! My name is Ada."),
-        "{out}"
-    );
-    assert!(
-        out.contains("Context: 2 earlier messages (first: \\\"Hello! My name is Ada."),
-        "{out}"
-    );
+    let replies: Vec<&str> = out
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("\"reply\": \""))
+        .collect();
+    assert_eq!(replies.len(), 2, "two replies are shown:\n{out}");
+    for reply in replies {
+        assert!(
+            reply.len() > 3 && !reply.starts_with("Echo:"),
+            "a real model's reply: {reply}"
+        );
+    }
     assert!(
         out.contains("(2 rows)"),
         "the stored rows are shown:\n{out}"
@@ -88,7 +92,7 @@ fn run_local_shows_a_chat_and_stops_cleanly() {
         "chat",
         "session",
         "health-aggregator",
-        "ollama-sim",
+        "local-llm",
         "prometheus",
         "prometheus-alertmanager",
         "prometheus-node-exporter",

@@ -75,7 +75,7 @@ async fn one_trace_id_runs_through_every_service_and_back_to_the_client() {
         .unwrap();
     assert_eq!(read.status(), StatusCode::OK);
 
-    for process in [&stack.gateway, &stack.chat, &stack.session, &stack.sim] {
+    for process in [&stack.gateway, &stack.chat, &stack.session, &stack.llm] {
         let lines = lines_with_trace(process, TRACE_ID).await;
         assert!(
             !lines.is_empty(),

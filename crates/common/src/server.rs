@@ -122,6 +122,9 @@ pub struct ServiceBuilder {
     /// `None`: a public service; `Some(token)`: an internal one, with the
     /// token it requires if one is set.
     internal: Option<Option<Secret>>,
+    /// Whether a client's EOF ends its request at once (see
+    /// [`ServiceBuilder::cancel_on_hang_up`]).
+    cancel_on_hang_up: bool,
 }
 
 /// A bound, not yet running, service.
@@ -157,7 +160,18 @@ impl ServiceBuilder {
             tasks: TaskTracker::new(),
             inflight: Inflight::default(),
             internal: None,
+            cancel_on_hang_up: false,
         }
+    }
+
+    /// Drops a request's work (its handler, or its streamed body) as soon as
+    /// the client closes its side of the connection, as Ollama's server
+    /// does, instead of waiting for a write to fail: for a service whose
+    /// answers are expensive to compute (local-llm's generations). Other
+    /// services keep HTTP/1 half-closed connections working.
+    pub fn cancel_on_hang_up(mut self) -> Self {
+        self.cancel_on_hang_up = true;
+        self
     }
 
     /// Adds a required dependency, `name`, to `/readyz`.
@@ -252,6 +266,7 @@ impl ServiceBuilder {
         .keep_alive(KEEP_ALIVE)
         .client_request_timeout(HEADER_TIMEOUT)
         .client_disconnect_timeout(Duration::from_secs(1))
+        .h1_allow_half_closed(!self.cancel_on_hang_up)
         .disable_signals()
         .shutdown_timeout(grace.as_secs());
         if self.settings.workers > 0 {

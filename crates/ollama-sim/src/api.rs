@@ -6,23 +6,19 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
-use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use chatbot_common::server::resource;
+use ollama_wire::{
+    AssistantMessage, ChatChunk, ChatRequest, Failure, GenerateChunk, GenerateRequest, KeepAlive,
+    Metrics, ModelList, OLLAMA_VERSION, PsModel, ShowRequest, TagModel, encode, error,
+    json_response, ndjson_line, now, read_json, timestamp, typed,
+};
 
 use crate::config::SimConfig;
-use crate::models::{self, KeepAlive, ModelDetails};
+use crate::models;
 use crate::reply::{self, SimMessage};
 use crate::state::{RequestCounts, Sim};
-
-/// The version `/api/version` reports.
-pub const OLLAMA_VERSION: &str = "0.6.2";
-
-/// Largest accepted request body, in bytes.
-pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
 /// The error of `error_rate`.
 pub const SIMULATED_FAILURE: &str = "simulated failure";
@@ -32,8 +28,6 @@ pub const SIMULATED_MID_STREAM_FAILURE: &str = "simulated failure mid-stream";
 
 /// The context length `/api/ps` and `/api/show` report.
 const CONTEXT_LENGTH: u64 = 4096;
-
-const VALID_ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 
 /// Adds every route of the simulator to `cfg`.
 pub fn routes(cfg: &mut web::ServiceConfig, sim: Sim) {
@@ -99,205 +93,10 @@ pub struct SimApi;
 
 // ---------------------------------------------------------------- wire types
 
-#[derive(Debug, Deserialize)]
-struct WireMessage {
-    #[serde(default)]
-    role: String,
-    #[serde(default)]
-    content: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ChatRequest {
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    messages: Option<Vec<WireMessage>>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(default)]
-    options: Option<Value>,
-    #[serde(default)]
-    format: Option<Value>,
-    #[serde(default)]
-    keep_alive: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct GenerateRequest {
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    prompt: Option<String>,
-    #[serde(default)]
-    system: Option<String>,
-    #[serde(default)]
-    stream: Option<bool>,
-    #[serde(default)]
-    options: Option<Value>,
-    #[serde(default)]
-    format: Option<Value>,
-    #[serde(default)]
-    keep_alive: Option<Value>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ShowRequest {
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    name: String,
-}
-
-#[derive(Debug, Clone, Copy, Serialize)]
-struct Metrics {
-    total_duration: u64,
-    load_duration: u64,
-    prompt_eval_count: u64,
-    prompt_eval_duration: u64,
-    eval_count: u64,
-    eval_duration: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct AssistantMessage<'a> {
-    role: &'static str,
-    content: &'a str,
-}
-
-#[derive(Debug, Serialize)]
-struct ChatChunk<'a> {
-    model: &'a str,
-    created_at: String,
-    message: AssistantMessage<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    done_reason: Option<&'a str>,
-    done: bool,
-    #[serde(flatten)]
-    metrics: Option<Metrics>,
-}
-
-#[derive(Debug, Serialize)]
-struct GenerateChunk<'a> {
-    model: &'a str,
-    created_at: String,
-    response: &'a str,
-    done: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    done_reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<&'a [u64]>,
-    #[serde(flatten)]
-    metrics: Option<Metrics>,
-}
-
-#[derive(Debug, Serialize)]
-struct ModelList<T> {
-    models: Vec<T>,
-}
-
-#[derive(Debug, Serialize)]
-struct TagModel {
-    name: String,
-    model: String,
-    modified_at: String,
-    size: u64,
-    digest: String,
-    details: ModelDetails,
-}
-
-#[derive(Debug, Serialize)]
-struct PsModel {
-    name: String,
-    model: String,
-    size: u64,
-    digest: String,
-    details: ModelDetails,
-    expires_at: String,
-    size_vram: u64,
-    context_length: u64,
-}
-
 // ------------------------------------------------------------------ helpers
-
-fn timestamp(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
-fn now() -> String {
-    timestamp(Utc::now())
-}
-
-/// An Ollama-style error: `{"error": "..."}` with `status`.
-fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"error": message.into()}))
-}
-
-/// `value` as JSON bytes, keeping the struct's field order (Ollama's).
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_else(|e| {
-        json!({"error": format!("could not encode the answer: {e}")})
-            .to_string()
-            .into_bytes()
-    })
-}
-
-/// A 200 `application/json` answer made of `body`.
-fn json_response(body: Vec<u8>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json; charset=utf-8")
-        .body(body)
-}
-
-/// A refused request, answered by [`Failure::response`].
-#[derive(Debug)]
-struct Failure {
-    status: StatusCode,
-    message: String,
-}
-
-impl Failure {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, message)
-    }
-
-    fn response(self) -> HttpResponse {
-        error(self.status, self.message)
-    }
-}
 
 fn count(sim: &Sim, pick: impl FnOnce(&mut RequestCounts) -> &mut u64) {
     sim.with_stats(|s| *pick(&mut s.requests) += 1);
-}
-
-/// Reads the body and parses it as JSON, answering as Ollama does on failure.
-async fn read_json(mut payload: web::Payload) -> Result<Value, Failure> {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| Failure::bad_request(e.to_string()))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(Failure::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Failure::bad_request("missing request body"));
-    }
-    serde_json::from_slice(&body).map_err(|e| Failure::bad_request(e.to_string()))
-}
-
-fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Failure> {
-    serde_json::from_value(value).map_err(|e| Failure::bad_request(e.to_string()))
 }
 
 /// The configured model a generation request names, or Ollama's error.
@@ -305,14 +104,9 @@ fn resolve_model(config: &SimConfig, requested: &str) -> Result<String, Failure>
     if requested.trim().is_empty() {
         return Err(Failure::bad_request("model is required"));
     }
-    models::find(&config.models, requested)
+    ollama_wire::find(&config.models, requested)
         .cloned()
-        .ok_or_else(|| {
-            Failure::new(
-                StatusCode::NOT_FOUND,
-                format!("model '{requested}' not found"),
-            )
-        })
+        .ok_or_else(|| Failure::model_not_found(requested))
 }
 
 fn num_predict(options: Option<&Value>) -> Option<usize> {
@@ -405,12 +199,7 @@ async fn show(sim: web::Data<Sim>, payload: web::Payload) -> HttpResponse {
         Ok(req) => req,
         Err(failure) => return failure.response(),
     };
-    let requested = if req.model.is_empty() {
-        req.name
-    } else {
-        req.model
-    };
-    let name = match resolve_model(&sim.config(), &requested) {
+    let name = match resolve_model(&sim.config(), req.requested()) {
         Ok(name) => name,
         Err(failure) => return failure.response(),
     };
@@ -531,10 +320,7 @@ impl Generation {
             Kind::Chat => encode(&ChatChunk {
                 model: &self.model,
                 created_at: now(),
-                message: AssistantMessage {
-                    role: "assistant",
-                    content,
-                },
+                message: AssistantMessage::new(content),
                 done_reason,
                 done: done.is_some(),
                 metrics: done,
@@ -551,11 +337,6 @@ impl Generation {
         }
     }
 
-    fn line(mut object: Vec<u8>) -> Bytes {
-        object.push(b'\n');
-        Bytes::from(object)
-    }
-
     /// Whether the injected mid-stream error is due now.
     fn error_due(&self) -> bool {
         self.error_after
@@ -566,7 +347,7 @@ impl Generation {
     async fn next_line(mut self) -> Option<(Result<Bytes, Infallible>, Option<Self>)> {
         if self.error_due() {
             self.sim.with_stats(|s| s.mid_stream_errors += 1);
-            let line = Self::line(encode(&json!({"error": SIMULATED_MID_STREAM_FAILURE})));
+            let line = ndjson_line(encode(&json!({"error": SIMULATED_MID_STREAM_FAILURE})));
             return Some((Ok(line), None));
         }
         if let Some(token) = self.tokens.get(self.sent).cloned() {
@@ -577,12 +358,12 @@ impl Generation {
             }
             self.sent += 1;
             self.sim.with_stats(|s| s.tokens_emitted += 1);
-            let line = Self::line(self.object(&token, None));
+            let line = ndjson_line(self.object(&token, None));
             return Some((Ok(line), Some(self)));
         }
         let metrics = self.metrics();
         self.sim.with_stats(|s| s.generations_completed += 1);
-        let line = Self::line(self.object("", Some(metrics)));
+        let line = ndjson_line(self.object("", Some(metrics)));
         Some((Ok(line), None))
     }
 
@@ -657,10 +438,7 @@ fn load_or_unload(sim: &Sim, accepted: &Accepted) -> HttpResponse {
         Kind::Chat => encode(&ChatChunk {
             model: &accepted.requested,
             created_at: now(),
-            message: AssistantMessage {
-                role: "assistant",
-                content: "",
-            },
+            message: AssistantMessage::new(""),
             done_reason: Some(done_reason),
             done: true,
             metrics: None,
@@ -750,16 +528,11 @@ fn accept_chat(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
     let model = resolve_model(&sim.config(), &req.model)?;
     let mut messages = Vec::new();
     for m in req.messages.unwrap_or_default() {
-        if !VALID_ROLES.contains(&m.role.as_str()) {
-            return Err(Failure::bad_request(format!(
-                "invalid role {:?}: must be one of system, user, assistant, tool",
-                m.role
-            )));
-        }
+        m.check_role()?;
         messages.push(SimMessage::new(m.role, m.content.unwrap_or_default()));
     }
     let keep_alive =
-        models::parse_keep_alive(req.keep_alive.as_ref()).map_err(Failure::bad_request)?;
+        ollama_wire::parse_keep_alive(req.keep_alive.as_ref()).map_err(Failure::bad_request)?;
     Ok(Accepted {
         kind: Kind::Chat,
         requested: req.model,
@@ -777,7 +550,7 @@ fn accept_generate(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
     let req: GenerateRequest = typed(body)?;
     let model = resolve_model(&sim.config(), &req.model)?;
     let keep_alive =
-        models::parse_keep_alive(req.keep_alive.as_ref()).map_err(Failure::bad_request)?;
+        ollama_wire::parse_keep_alive(req.keep_alive.as_ref()).map_err(Failure::bad_request)?;
     let prompt = req.prompt.unwrap_or_default();
     let messages = if prompt.is_empty() {
         Vec::new()

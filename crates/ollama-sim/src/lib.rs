@@ -138,8 +138,8 @@ use actix_web::dev::ServerHandle;
 use chatbot_common::config::ServerSettings;
 use chatbot_common::server::{RunningService, ServiceBuilder};
 
-pub use api::OLLAMA_VERSION;
 pub use config::SimConfig;
+pub use ollama_wire::OLLAMA_VERSION;
 pub use reply::{SimMessage, chat_reply, generate_reply};
 pub use state::{RecordedRequest, RequestCounts, Sim, SimStats};
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::config::SimConfig;
-use crate::models::{self, KeepAlive};
+use ollama_wire::{KeepAlive, canonical};
 
 /// How many recent generation requests [`Sim::recent_requests`] keeps.
 pub const RECENT_REQUESTS: usize = 64;
@@ -193,7 +193,7 @@ impl Sim {
     /// Marks `name` as used now and returns the `load_duration` to report.
     pub(crate) fn touch_model(&self, name: &str, keep_alive: KeepAlive) -> u64 {
         let now = Utc::now();
-        let key = models::canonical(name);
+        let key = canonical(name);
         let mut inner = self.lock();
         let warm = inner.loaded.get(&key).is_some_and(|l| l.expires_at > now);
         match keep_alive {
@@ -224,7 +224,7 @@ impl Sim {
 
     /// Forgets that `name` is loaded.
     pub(crate) fn unload(&self, name: &str) {
-        self.lock().loaded.remove(&models::canonical(name));
+        self.lock().loaded.remove(&canonical(name));
     }
 
     /// The loaded, not yet expired, models, longest remaining first.
@@ -263,11 +263,11 @@ mod tests {
     fn first_use_is_a_cold_load() {
         let sim = Sim::default();
         assert_eq!(
-            sim.touch_model("llama3.2:1b", models::DEFAULT_KEEP_ALIVE),
+            sim.touch_model("llama3.2:1b", ollama_wire::DEFAULT_KEEP_ALIVE),
             COLD_LOAD_NS
         );
         assert_eq!(
-            sim.touch_model("llama3.2:1b", models::DEFAULT_KEEP_ALIVE),
+            sim.touch_model("llama3.2:1b", ollama_wire::DEFAULT_KEEP_ALIVE),
             WARM_LOAD_NS
         );
         assert_eq!(sim.loaded().len(), 1);

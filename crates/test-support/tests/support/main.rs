@@ -223,10 +223,10 @@ fn service_process_waits_for_listening_and_terminates() {
         dir.path(),
         "fake-service",
         &format!(
-            r#"echo "starting with $GREETING" >&2
+            r#"trap 'echo "{{\"message\":\"stopped\"}}"; exit 0' TERM
+echo "starting with $GREETING" >&2
 echo 'not json'
 echo '{{"level":"INFO","fields":{{"message":"listening","addr":"127.0.0.1:{port}"}}}}'
-trap 'echo "{{\"message\":\"stopped\"}}"; exit 0' TERM
 while true; do sleep 0.1; done"#
         ),
     );
