@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL = "smollm2:135m"
 # About 50 tokens once in the chat template.
 PROMPT = (
-    "I am planning a weekend trip to Paris with two friends. We like museums, "
-    "good food and long walks. What three things should we do there?"
+    "I am planning a weekend trip to Paris with two friends. We arrive on "
+    "Friday evening and leave on Sunday night. We like museums, good food "
+    "and long walks. What three things should we do there?"
 )
 
 
@@ -55,9 +56,9 @@ def start(binary, model, threads):
         text=True,
     )
     for line in proc.stdout:
-        if '"listening"' in line:
-            addr = json.loads(line)["fields"]["addr"]
-            return proc, f"http://{addr}"
+        entry = json.loads(line)
+        if entry.get("message") == "listening":
+            return proc, f"http://{entry['addr']}"
     sys.exit(f"local-llm did not start (exit {proc.wait()})")
 
 
@@ -99,9 +100,10 @@ def main():
     ap.add_argument("--threads", default="1,2", help="thread counts, comma-separated")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--profile", default="release")
+    ap.add_argument("--binary", help="the local-llm binary (default: target/<profile>/local-llm)")
     ap.add_argument("--out", default=str(ROOT / "target/bench"), help="directory for local-llm.json")
     args = ap.parse_args()
-    binary = str(ROOT / "target" / args.profile / "local-llm")
+    binary = args.binary or str(ROOT / "target" / args.profile / "local-llm")
     model = model_file()
     results = []
     for threads in [int(t) for t in args.threads.split(",")]:

@@ -306,6 +306,23 @@ pub struct LogSettings {
     pub include_message_text: bool,
 }
 
+impl LogSettings {
+    /// The defaults with a `level` and a `format` given as flags (`json`,
+    /// or `pretty`): what the stand-alone binaries (the Ollama simulator,
+    /// local-llm) take.
+    pub fn from_flags(level: &str, format: &str) -> Self {
+        Self {
+            level: level.to_owned(),
+            format: if format == "pretty" {
+                LogFormat::Pretty
+            } else {
+                LogFormat::Json
+            },
+            ..Settings::default().log
+        }
+    }
+}
+
 /// Distributed tracing.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,14 +8,15 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use chatbot_common::server::resource;
 use ollama_wire::{
-    AssistantMessage, ChatChunk, ChatRequest, Failure, GenerateChunk, GenerateRequest, KeepAlive,
-    Metrics, ModelDetails, ModelList, OLLAMA_VERSION, PsModel, ShowRequest, TagModel, encode,
-    error, json_response, ndjson_line, now, read_json, timestamp, typed,
+    AssistantMessage, ChatChunk, ChatRequest, Failure, GenerateChunk, GenerateRequest,
+    GenerationFields, KeepAlive, Metrics, ModelDetails, ModelList, OLLAMA_VERSION, PsModel,
+    ShowRequest, TagModel, encode, error, json_response, ndjson_line, now, read_json, timestamp,
+    typed,
 };
 
 use crate::engine::{Engine, Event, Finished, ModelInfo, Prompt};
@@ -180,38 +181,36 @@ struct Accepted {
     options: GenerationOptions,
 }
 
-/// The checks both generation routes make.
-fn common_checks(
-    info: &ModelInfo,
-    model: &str,
-    format: Option<&Value>,
-    keep_alive: Option<&Value>,
-    options: Option<&Value>,
-) -> Result<(bool, GenerationOptions), Failure> {
-    resolve(info, model)?;
-    let wants_format = match format {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(_) => true,
-    };
-    if wants_format {
-        return Err(Failure::bad_request(
-            "format (structured outputs) is not supported by local-llm",
-        ));
+impl Accepted {
+    /// A request for `prompt` with the fields both routes share checked.
+    fn new(
+        info: &ModelInfo,
+        kind: Kind,
+        fields: GenerationFields,
+        prompt: Option<Prompt>,
+    ) -> Result<Self, Failure> {
+        resolve(info, &fields.model)?;
+        if fields.wants_format() {
+            return Err(Failure::bad_request(
+                "format (structured outputs) is not supported by local-llm",
+            ));
+        }
+        let unload = fields.keep_alive()? == KeepAlive::Unload;
+        let options = GenerationOptions::from_request(fields.options.as_ref())
+            .map_err(Failure::bad_request)?;
+        Ok(Self {
+            kind,
+            stream: fields.streamed(),
+            model: fields.model,
+            prompt,
+            unload,
+            options,
+        })
     }
-    let keep_alive = ollama_wire::parse_keep_alive(keep_alive).map_err(Failure::bad_request)?;
-    let options = GenerationOptions::from_request(options).map_err(Failure::bad_request)?;
-    Ok((keep_alive == KeepAlive::Unload, options))
 }
 
 fn accept_chat(info: &ModelInfo, req: ChatRequest) -> Result<Accepted, Failure> {
-    let (unload, options) = common_checks(
-        info,
-        &req.model,
-        req.format.as_ref(),
-        req.keep_alive.as_ref(),
-        req.options.as_ref(),
-    )?;
+    resolve(info, &req.fields.model)?;
     if req
         .tools
         .as_ref()
@@ -219,7 +218,7 @@ fn accept_chat(info: &ModelInfo, req: ChatRequest) -> Result<Accepted, Failure> 
     {
         return Err(Failure::bad_request(format!(
             "{} does not support tools",
-            req.model
+            req.fields.model
         )));
     }
     let mut messages = Vec::new();
@@ -227,24 +226,11 @@ fn accept_chat(info: &ModelInfo, req: ChatRequest) -> Result<Accepted, Failure> 
         m.check_role()?;
         messages.push(Message::new(m.role, m.content.unwrap_or_default()));
     }
-    Ok(Accepted {
-        kind: Kind::Chat,
-        model: req.model,
-        prompt: (!messages.is_empty()).then_some(Prompt::Chat(messages)),
-        unload,
-        stream: req.stream.unwrap_or(true),
-        options,
-    })
+    let prompt = (!messages.is_empty()).then_some(Prompt::Chat(messages));
+    Accepted::new(info, Kind::Chat, req.fields, prompt)
 }
 
 fn accept_generate(info: &ModelInfo, req: GenerateRequest) -> Result<Accepted, Failure> {
-    let (unload, options) = common_checks(
-        info,
-        &req.model,
-        req.format.as_ref(),
-        req.keep_alive.as_ref(),
-        req.options.as_ref(),
-    )?;
     let prompt = req.prompt.unwrap_or_default();
     let prompt = if prompt.is_empty() {
         None
@@ -259,42 +245,36 @@ fn accept_generate(info: &ModelInfo, req: GenerateRequest) -> Result<Accepted, F
             .collect();
         Some(Prompt::Chat(messages))
     };
-    Ok(Accepted {
-        kind: Kind::Generate,
-        model: req.model,
-        prompt,
-        unload,
-        stream: req.stream.unwrap_or(true),
-        options,
-    })
+    Accepted::new(info, Kind::Generate, req.fields, prompt)
+}
+
+/// Reads a generation request with `accept`, then answers it.
+async fn serve<R: serde::de::DeserializeOwned>(
+    state: &State,
+    payload: web::Payload,
+    accept: fn(&ModelInfo, R) -> Result<Accepted, Failure>,
+) -> HttpResponse {
+    let arrived = Instant::now();
+    let accepted = read_json(payload)
+        .await
+        .and_then(typed)
+        .and_then(|req| accept(state.engine.info(), req));
+    match accepted {
+        Ok(accepted) => answer(state, accepted, arrived).await,
+        Err(failure) => failure.response(),
+    }
 }
 
 /// Chat completion, NDJSON stream unless `stream: false`.
 #[utoipa::path(post, path = "/api/chat", responses((status = 200, description = "OK")))]
 async fn chat(state: web::Data<State>, payload: web::Payload) -> HttpResponse {
-    let arrived = Instant::now();
-    let accepted = read_json(payload)
-        .await
-        .and_then(typed)
-        .and_then(|req| accept_chat(state.engine.info(), req));
-    match accepted {
-        Ok(accepted) => answer(&state, accepted, arrived).await,
-        Err(failure) => failure.response(),
-    }
+    serve(&state, payload, accept_chat).await
 }
 
 /// Completion, NDJSON stream unless `stream: false`.
 #[utoipa::path(post, path = "/api/generate", responses((status = 200, description = "OK")))]
 async fn generate(state: web::Data<State>, payload: web::Payload) -> HttpResponse {
-    let arrived = Instant::now();
-    let accepted = read_json(payload)
-        .await
-        .and_then(typed)
-        .and_then(|req| accept_generate(state.engine.info(), req));
-    match accepted {
-        Ok(accepted) => answer(&state, accepted, arrived).await,
-        Err(failure) => failure.response(),
-    }
+    serve(&state, payload, accept_generate).await
 }
 
 /// Writes a generation's objects in the route's shape.

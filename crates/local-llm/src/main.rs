@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chatbot_common::config::{LogFormat, LogSettings, ServerSettings};
+use chatbot_common::config::{LogSettings, ServerSettings};
 use chatbot_common::telemetry;
 use clap::Parser;
 use local_llm::engine::EngineSettings;
@@ -84,15 +84,7 @@ impl Cli {
     }
 
     fn log(&self) -> LogSettings {
-        LogSettings {
-            level: self.log_level.clone(),
-            format: if self.log_format == "pretty" {
-                LogFormat::Pretty
-            } else {
-                LogFormat::Json
-            },
-            ..chatbot_common::config::Settings::default().log
-        }
+        LogSettings::from_flags(&self.log_level, &self.log_format)
     }
 }
 

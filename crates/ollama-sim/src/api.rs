@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 
 use chatbot_common::server::resource;
 use ollama_wire::{
-    AssistantMessage, ChatChunk, ChatRequest, Failure, GenerateChunk, GenerateRequest, KeepAlive,
-    Metrics, ModelList, OLLAMA_VERSION, PsModel, ShowRequest, TagModel, encode, error,
-    json_response, ndjson_line, now, read_json, timestamp, typed,
+    AssistantMessage, ChatChunk, ChatRequest, Failure, GenerateChunk, GenerateRequest,
+    GenerationFields, KeepAlive, Metrics, ModelList, OLLAMA_VERSION, PsModel, ShowRequest,
+    TagModel, encode, error, json_response, ndjson_line, now, read_json, timestamp, typed,
 };
 
 use crate::config::SimConfig;
@@ -115,14 +115,6 @@ fn num_predict(options: Option<&Value>) -> Option<usize> {
         .as_i64()
         .or_else(|| value.as_f64().map(|f| f as i64))?;
     usize::try_from(n).ok().filter(|n| *n > 0)
-}
-
-fn wants_json(format: Option<&Value>) -> bool {
-    match format {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(_) => true,
-    }
 }
 
 // ----------------------------------------------------------- simple routes
@@ -523,51 +515,50 @@ async fn run(sim: &Sim, accepted: Accepted, started: Instant) -> HttpResponse {
     }
 }
 
+impl Accepted {
+    /// A request for `messages` with the common fields checked.
+    fn new(
+        sim: &Sim,
+        kind: Kind,
+        fields: GenerationFields,
+        messages: Vec<SimMessage>,
+        context_prompt: Option<String>,
+    ) -> Result<Self, Failure> {
+        let model = resolve_model(&sim.config(), &fields.model)?;
+        Ok(Self {
+            kind,
+            model,
+            messages,
+            stream: fields.streamed(),
+            num_predict: num_predict(fields.options.as_ref()),
+            json_format: fields.wants_format(),
+            keep_alive: fields.keep_alive()?,
+            context_prompt,
+            requested: fields.model,
+        })
+    }
+}
+
 fn accept_chat(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
     let req: ChatRequest = typed(body)?;
-    let model = resolve_model(&sim.config(), &req.model)?;
+    resolve_model(&sim.config(), &req.fields.model)?;
     let mut messages = Vec::new();
     for m in req.messages.unwrap_or_default() {
         m.check_role()?;
         messages.push(SimMessage::new(m.role, m.content.unwrap_or_default()));
     }
-    let keep_alive =
-        ollama_wire::parse_keep_alive(req.keep_alive.as_ref()).map_err(Failure::bad_request)?;
-    Ok(Accepted {
-        kind: Kind::Chat,
-        requested: req.model,
-        model,
-        messages,
-        stream: req.stream.unwrap_or(true),
-        num_predict: num_predict(req.options.as_ref()),
-        json_format: wants_json(req.format.as_ref()),
-        keep_alive,
-        context_prompt: None,
-    })
+    Accepted::new(sim, Kind::Chat, req.fields, messages, None)
 }
 
 fn accept_generate(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
     let req: GenerateRequest = typed(body)?;
-    let model = resolve_model(&sim.config(), &req.model)?;
-    let keep_alive =
-        ollama_wire::parse_keep_alive(req.keep_alive.as_ref()).map_err(Failure::bad_request)?;
     let prompt = req.prompt.unwrap_or_default();
     let messages = if prompt.is_empty() {
         Vec::new()
     } else {
         reply::generate_messages(req.system.as_deref(), &prompt)
     };
-    Ok(Accepted {
-        kind: Kind::Generate,
-        requested: req.model,
-        model,
-        messages,
-        stream: req.stream.unwrap_or(true),
-        num_predict: num_predict(req.options.as_ref()),
-        json_format: wants_json(req.format.as_ref()),
-        keep_alive,
-        context_prompt: Some(prompt),
-    })
+    Accepted::new(sim, Kind::Generate, req.fields, messages, Some(prompt))
 }
 
 /// Chat completion, NDJSON stream unless `stream: false`.

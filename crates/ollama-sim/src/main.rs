@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::process::ExitCode;
 
-use chatbot_common::config::{LogFormat, LogSettings, ServerSettings};
+use chatbot_common::config::{LogSettings, ServerSettings};
 use chatbot_common::telemetry;
 use clap::Parser;
 use ollama_sim::{DEFAULT_PORT, SERVICE_NAME, SimConfig, config::DEFAULT_REPLY_TOKENS};
@@ -94,15 +94,7 @@ impl Cli {
     }
 
     fn log(&self) -> LogSettings {
-        LogSettings {
-            level: self.log_level.clone(),
-            format: if self.log_format == "pretty" {
-                LogFormat::Pretty
-            } else {
-                LogFormat::Json
-            },
-            ..chatbot_common::config::Settings::default().log
-        }
+        LogSettings::from_flags(&self.log_level, &self.log_format)
     }
 }
 

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::answer::error;
+use crate::names::{KeepAlive, parse_keep_alive};
 
 /// Largest accepted request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -42,27 +43,56 @@ impl WireMessage {
     }
 }
 
-/// The body of `POST /api/chat`.
+/// What `/api/chat` and `/api/generate` both take.
 #[derive(Debug, Deserialize)]
-pub struct ChatRequest {
+pub struct GenerationFields {
     /// The model name as the client spelled it.
     #[serde(default)]
     pub model: String,
-    /// The conversation; empty or absent loads (or unloads) the model.
-    #[serde(default)]
-    pub messages: Option<Vec<WireMessage>>,
-    /// Streamed (the default) or one object.
+    /// Streamed (the default) or one object ([`GenerationFields::streamed`]).
     #[serde(default)]
     pub stream: Option<bool>,
     /// Generation options (`temperature`, `num_predict`, ...).
     #[serde(default)]
     pub options: Option<Value>,
-    /// `"json"` or a JSON schema.
+    /// `"json"` or a JSON schema ([`GenerationFields::wants_format`]).
     #[serde(default)]
     pub format: Option<Value>,
-    /// How long the model stays loaded ([`crate::parse_keep_alive`]).
+    /// How long the model stays loaded ([`GenerationFields::keep_alive`]).
     #[serde(default)]
     pub keep_alive: Option<Value>,
+}
+
+impl GenerationFields {
+    /// Whether the answer is streamed: unless `stream` is `false`.
+    pub fn streamed(&self) -> bool {
+        self.stream.unwrap_or(true)
+    }
+
+    /// Whether a `format` (structured output) is asked for.
+    pub fn wants_format(&self) -> bool {
+        match &self.format {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(_) => true,
+        }
+    }
+
+    /// `keep_alive` read as Ollama reads it, or its 400.
+    pub fn keep_alive(&self) -> Result<KeepAlive, Failure> {
+        parse_keep_alive(self.keep_alive.as_ref()).map_err(Failure::bad_request)
+    }
+}
+
+/// The body of `POST /api/chat`.
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    /// Model, stream, options, format, keep_alive.
+    #[serde(flatten)]
+    pub fields: GenerationFields,
+    /// The conversation; empty or absent loads (or unloads) the model.
+    #[serde(default)]
+    pub messages: Option<Vec<WireMessage>>,
     /// Tool definitions.
     #[serde(default)]
     pub tools: Option<Value>,
@@ -71,27 +101,15 @@ pub struct ChatRequest {
 /// The body of `POST /api/generate`.
 #[derive(Debug, Deserialize)]
 pub struct GenerateRequest {
-    /// The model name as the client spelled it.
-    #[serde(default)]
-    pub model: String,
+    /// Model, stream, options, format, keep_alive.
+    #[serde(flatten)]
+    pub fields: GenerationFields,
     /// The prompt; empty or absent loads (or unloads) the model.
     #[serde(default)]
     pub prompt: Option<String>,
     /// A system prompt.
     #[serde(default)]
     pub system: Option<String>,
-    /// Streamed (the default) or one object.
-    #[serde(default)]
-    pub stream: Option<bool>,
-    /// Generation options.
-    #[serde(default)]
-    pub options: Option<Value>,
-    /// `"json"` or a JSON schema.
-    #[serde(default)]
-    pub format: Option<Value>,
-    /// How long the model stays loaded.
-    #[serde(default)]
-    pub keep_alive: Option<Value>,
     /// The prompt as is, without the chat template.
     #[serde(default)]
     pub raw: Option<bool>,

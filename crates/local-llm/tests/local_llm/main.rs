@@ -234,18 +234,7 @@ async fn a_full_queue_is_refused_and_a_hung_up_client_frees_its_slot() {
                 .await
         }
     });
-    test_support::poll::until(
-        "a request waiting in the queue",
-        Duration::from_secs(10),
-        || {
-            let url = format!("{}/metrics", llm.base_url());
-            async move {
-                let body = reqwest::get(url).await.ok()?.text().await.ok()?;
-                (metric(&body, "local_llm_queue_depth") == 1.0).then_some(())
-            }
-        },
-    )
-    .await;
+    wait_for_metric(&llm, "local_llm_queue_depth", 1.0).await;
     let busy = client
         .post(format!("{}/api/generate", llm.base_url()))
         .json(&json!({"model": MODEL, "prompt": "hi", "stream": false}))
@@ -265,18 +254,7 @@ async fn a_full_queue_is_refused_and_a_hung_up_client_frees_its_slot() {
     queued.abort();
     let _ = queued.await;
     let hung_up = std::time::Instant::now();
-    test_support::poll::until(
-        "both hung-up requests given up",
-        Duration::from_secs(10),
-        || {
-            let url = format!("{}/metrics", llm.base_url());
-            async move {
-                let body = reqwest::get(url).await.ok()?.text().await.ok()?;
-                (metric(&body, ABANDONED) == 2.0).then_some(())
-            }
-        },
-    )
-    .await;
+    wait_for_metric(&llm, ABANDONED, 2.0).await;
     eprintln!("the hang-ups were noticed within {:?}", hung_up.elapsed());
     let next = generate(&llm, "Say hello.", json!({"num_predict": 3})).await;
     let waited_ms = next["load_duration"].as_u64().unwrap() / 1_000_000;
@@ -301,6 +279,19 @@ async fn a_full_queue_is_refused_and_a_hung_up_client_frees_its_slot() {
     );
     assert!(metrics.contains("local_llm_time_to_first_token_seconds_bucket"));
     assert!(metrics.contains("local_llm_queue_depth"));
+}
+
+/// Polls `/metrics` until the series `name` (see [`metric`]) has `value`.
+async fn wait_for_metric(llm: &ServiceProcess, name: &str, value: f64) {
+    let what = format!("{name} to be {value}");
+    test_support::poll::until(&what, Duration::from_secs(10), || {
+        let url = format!("{}/metrics", llm.base_url());
+        async move {
+            let body = reqwest::get(url).await.ok()?.text().await.ok()?;
+            (metric(&body, name) == value).then_some(())
+        }
+    })
+    .await;
 }
 
 /// Generations whose client hung up, as `/metrics` counts them.
@@ -352,4 +343,40 @@ fn a_missing_or_corrupt_model_file_is_one_clear_line() {
         assert!(lines[0].starts_with("local-llm: model file "), "{stderr}");
         assert!(lines[0].contains(expected), "{stderr}");
     }
+}
+
+#[test]
+fn the_benchmark_prints_speed_first_token_and_memory() {
+    let out = tempfile::tempdir().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench-local-llm.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .args(["--threads", "1", "--runs", "1", "--binary"])
+        .arg(binary_path("local-llm"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("tokens/s"), "{stdout}");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("local-llm.json")).unwrap()).unwrap();
+    let run = &report[0];
+    assert_eq!(run["threads"], 1);
+    assert!(
+        run["tokens_per_sec_median"].as_f64().unwrap() > 0.0,
+        "{run}"
+    );
+    assert!(
+        run["first_token_ms_median"].as_f64().unwrap() > 0.0,
+        "{run}"
+    );
+    let prompt = run["prompt_tokens"].as_u64().unwrap();
+    assert!((40..=60).contains(&prompt), "a 50-token prompt: {prompt}");
+    assert!(run["peak_rss_mb"].as_f64().unwrap() > 50.0, "{run}");
 }
