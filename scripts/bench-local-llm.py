@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmarks local-llm with the real model on this machine: generation speed
 (tokens per second), time to the first token for a 50-token prompt, and
-resident memory, for each thread count asked for. Prints a table and writes
+resident memory, for each count of generation threads asked for (the
+prompt is read with local-llm's default: all cores). Prints a table and writes
 local-llm.json into --out.
 
   python3 scripts/bench-local-llm.py                    # release build, 1 and 2 threads

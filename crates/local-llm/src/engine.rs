@@ -36,8 +36,11 @@ const MIN_CONTEXT: u32 = 64;
 /// How the engine runs.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineSettings {
-    /// CPU threads of a generation.
+    /// CPU threads generating tokens.
     pub threads: usize,
+    /// CPU threads reading a prompt (a short burst: all cores by default,
+    /// for the first token's sake).
+    pub threads_batch: usize,
     /// The context window when a request gives no `num_ctx`.
     pub num_ctx: u32,
     /// Requests that may wait for the model; past it, [`Busy`].
@@ -275,6 +278,7 @@ impl Worker {
             model: &model,
             template: &template,
             threads: i32::try_from(self.settings.threads.max(1)).unwrap_or(1),
+            threads_batch: i32::try_from(self.settings.threads_batch.max(1)).unwrap_or(1),
             default_ctx: self.settings.num_ctx,
             context: None,
         };
@@ -386,6 +390,7 @@ struct Session<'m> {
     model: &'m LlamaModel,
     template: &'m LlamaChatTemplate,
     threads: i32,
+    threads_batch: i32,
     default_ctx: u32,
     /// The context and its size, rebuilt when a request asks for another.
     context: Option<(u32, LlamaContext<'m>)>,
@@ -401,7 +406,7 @@ impl<'m> Session<'m> {
                 .with_n_batch(BATCH as u32)
                 .with_n_ubatch(BATCH as u32)
                 .with_n_threads(self.threads)
-                .with_n_threads_batch(self.threads);
+                .with_n_threads_batch(self.threads_batch);
             let context = self
                 .model
                 .new_context(self.backend, params)

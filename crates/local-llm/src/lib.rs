@@ -115,13 +115,15 @@ pub enum StartError {
     Listen(#[from] std::io::Error),
 }
 
-/// The threads a generation uses by default: all cores but one (which the
+/// The cores of this machine (at least one).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The threads generating tokens by default: all cores but one (which the
 /// HTTP side and the rest of the stack need), at least one.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .saturating_sub(1)
-        .max(1)
+    cores().saturating_sub(1).max(1)
 }
 
 /// Checks the model file, loads it and binds the server.
@@ -146,6 +148,7 @@ pub fn start(settings: Settings) -> Result<RunningService, StartError> {
         parameters = %engine.info().parameter_size,
         quantization = %engine.info().quantization,
         threads = settings.engine.threads,
+        threads_batch = settings.engine.threads_batch,
         num_ctx = engine.info().context_default,
         "model loaded"
     );

@@ -33,9 +33,12 @@ struct Cli {
     /// The name the model is served under.
     #[arg(long, env = "LOCAL_LLM_MODEL_NAME", default_value = DEFAULT_MODEL_NAME)]
     model_name: String,
-    /// CPU threads of a generation; 0: all cores but one (at least one).
+    /// CPU threads generating tokens; 0: all cores but one (at least one).
     #[arg(long, env = "LOCAL_LLM_THREADS", default_value_t = 0)]
     threads: usize,
+    /// CPU threads reading a prompt; 0: all cores.
+    #[arg(long, env = "LOCAL_LLM_THREADS_BATCH", default_value_t = 0)]
+    threads_batch: usize,
     /// Context window in tokens when a request sets no num_ctx.
     #[arg(long, env = "LOCAL_LLM_NUM_CTX", default_value_t = 2048)]
     num_ctx: u32,
@@ -69,6 +72,11 @@ impl Cli {
                     local_llm::default_threads()
                 } else {
                     self.threads
+                },
+                threads_batch: if self.threads_batch == 0 {
+                    local_llm::cores()
+                } else {
+                    self.threads_batch
                 },
                 num_ctx: self.num_ctx,
                 max_queue: self.max_queue,

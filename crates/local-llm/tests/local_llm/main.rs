@@ -31,8 +31,8 @@ fn model_path() -> PathBuf {
     path
 }
 
-/// A local-llm on a free port with one generation thread (tests run side by
-/// side on few cores) and `extra` settings.
+/// A local-llm on a free port with one thread (tests run side by side on
+/// few cores) and `extra` settings.
 fn spawn(extra: &[(&str, &str)]) -> ServiceProcess {
     let mut env = vec![
         ("LOCAL_LLM_PORT".to_owned(), "0".to_owned()),
@@ -41,6 +41,7 @@ fn spawn(extra: &[(&str, &str)]) -> ServiceProcess {
             model_path().display().to_string(),
         ),
         ("LOCAL_LLM_THREADS".to_owned(), "1".to_owned()),
+        ("LOCAL_LLM_THREADS_BATCH".to_owned(), "1".to_owned()),
     ];
     env.extend(
         extra
