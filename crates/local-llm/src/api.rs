@@ -210,6 +210,7 @@ impl Accepted {
 }
 
 fn accept_chat(info: &ModelInfo, req: ChatRequest) -> Result<Accepted, Failure> {
+    // The model is checked before the tools and messages, as Ollama does.
     resolve(info, &req.fields.model)?;
     if req
         .tools

@@ -159,6 +159,11 @@ pub enum EngineError {
 struct Job {
     prompt: Prompt,
     options: GenerationOptions,
+    client: Client,
+}
+
+/// Who waits for a generation.
+struct Client {
     arrived: Instant,
     events: mpsc::UnboundedSender<Event>,
 }
@@ -228,18 +233,18 @@ impl Engine {
         let job = Job {
             prompt,
             options,
-            arrived,
-            events,
+            client: Client { arrived, events },
         };
         if !self.is_alive() {
             let _ = job
+                .client
                 .events
                 .send(Event::Failed("the model runner has stopped".into()));
             return Ok(receiver);
         }
         let dropped = self
             .queue
-            .push(job, |waiting| waiting.events.is_closed())
+            .push(job, |waiting| waiting.client.events.is_closed())
             .map_err(|_| Busy)?;
         for _ in 0..dropped {
             self.metrics.ended(Outcome::Abandoned);
@@ -292,10 +297,10 @@ impl Worker {
     /// Runs one job to its end; a panic in llama.cpp's bindings fails the
     /// job, not the engine.
     fn serve(&self, session: &mut Session<'_>, job: Job) -> Outcome {
-        if job.events.is_closed() {
+        if job.client.events.is_closed() {
             return Outcome::Abandoned;
         }
-        let events = job.events.clone();
+        let events = job.client.events.clone();
         let result = catch_unwind(AssertUnwindSafe(|| session.generate(job, &self.metrics)));
         match result {
             Ok(Ok(outcome)) => outcome,
@@ -467,7 +472,11 @@ impl<'m> Session<'m> {
 
     fn generate(&mut self, job: Job, metrics: &Metrics) -> Result<Outcome, String> {
         let started = Instant::now();
-        let options = job.options;
+        let Job {
+            prompt,
+            options,
+            client,
+        } = job;
         let context_train = self.model.n_ctx_train().max(MIN_CONTEXT);
         let n_ctx = options
             .num_ctx
@@ -477,7 +486,7 @@ impl<'m> Session<'m> {
         let reserve = options
             .token_limit()
             .map_or(n_ctx as usize / 4, |n| n.min(half));
-        let (prompt_tokens, cut) = self.tokens(job.prompt, n_ctx, reserve)?;
+        let (prompt_tokens, cut) = self.tokens(prompt, n_ctx, reserve)?;
         if cut.any() {
             tracing::info!(
                 dropped_messages = cut.dropped_messages,
@@ -493,70 +502,31 @@ impl<'m> Session<'m> {
         read_prompt(context, &mut batch, &prompt_tokens)?;
         let prompt_done = Instant::now();
 
-        let vocab = model.vocab();
-        let mut pieces = Utf8Pieces::default();
-        let mut stops = StopScanner::new(&options.stop);
-        let mut answer: Vec<LlamaToken> = Vec::new();
-        let mut pos = prompt_tokens.len();
-        let mut first_token_at = None;
-        let mut stopped_by_sequence = false;
-        let limit = options.token_limit();
-        let reason = loop {
-            if job.events.is_closed() {
-                metrics.generation(
-                    prompt_tokens.len() as u64,
-                    answer.len() as u64,
-                    Duration::ZERO,
-                );
-                return Ok(Outcome::Abandoned);
-            }
-            if limit.is_some_and(|n| answer.len() >= n) || pos >= n_ctx as usize {
-                break DoneReason::Length;
-            }
-            let token = sampler.sample(context, batch.n_tokens() - 1);
-            if vocab.is_eog(token) {
-                break DoneReason::Stop;
-            }
-            if first_token_at.is_none() {
-                first_token_at = Some(Instant::now());
-                metrics.first_token(job.arrived.elapsed());
-            }
-            answer.push(token);
-            let text = pieces.push(&vocab.token_to_piece(token, false, None));
-            let scanned = stops.push(&text);
-            if !scanned.text.is_empty() {
-                let _ = job.events.send(Event::Text(scanned.text));
-            }
-            if scanned.stopped {
-                stopped_by_sequence = true;
-                break DoneReason::Stop;
-            }
-            batch.clear();
-            batch
-                .add(token, pos as i32, &[0], true)
-                .map_err(|e| e.to_string())?;
-            context
-                .decode(&mut batch)
-                .map_err(|e| format!("generating failed: {e}"))?;
-            pos += 1;
+        let generated = match generate_tokens(
+            context,
+            &mut batch,
+            &mut sampler,
+            model,
+            &client,
+            &options,
+            prompt_tokens.len(),
+            n_ctx,
+            metrics,
+        )? {
+            Some(generated) => generated,
+            None => return Ok(Outcome::Abandoned),
         };
-        let rest = if stopped_by_sequence {
-            String::new()
-        } else {
-            let tail = pieces.finish();
-            let mut rest = stops.push(&tail).text;
-            rest.push_str(&stops.finish());
-            rest
-        };
-        if !rest.is_empty() {
-            let _ = job.events.send(Event::Text(rest));
-        }
+        let Generated {
+            reason,
+            answer,
+            first_token_at,
+        } = generated;
         let end = Instant::now();
         let generating = end.duration_since(first_token_at.unwrap_or(end));
         metrics.generation(prompt_tokens.len() as u64, answer.len() as u64, generating);
         let finished = Finished {
             reason,
-            waited: started.duration_since(job.arrived),
+            waited: started.duration_since(client.arrived),
             prompt_tokens: prompt_tokens.len() as u64,
             prompt_duration: prompt_done.duration_since(started),
             generated: answer.len() as u64,
@@ -568,11 +538,98 @@ impl<'m> Session<'m> {
                 .collect(),
             cut,
         };
-        let _ = job.events.send(Event::Done(Box::new(finished)));
+        let _ = client.events.send(Event::Done(Box::new(finished)));
         Ok(match reason {
             DoneReason::Stop => Outcome::Stop,
             DoneReason::Length => Outcome::Length,
         })
+    }
+}
+
+/// The answer's tokens and how they ended.
+struct Generated {
+    reason: DoneReason,
+    answer: Vec<LlamaToken>,
+    first_token_at: Option<Instant>,
+}
+
+/// The token loop: draws tokens until the model, a stop sequence,
+/// `num_predict` or the context ends the answer, sending its text as it
+/// goes; `None` when the client hung up.
+#[allow(clippy::too_many_arguments)]
+fn generate_tokens(
+    context: &mut LlamaContext<'_>,
+    batch: &mut LlamaBatch<'_>,
+    sampler: &mut LlamaSampler,
+    model: &LlamaModel,
+    client: &Client,
+    options: &GenerationOptions,
+    prompt_len: usize,
+    n_ctx: u32,
+    metrics: &Metrics,
+) -> Result<Option<Generated>, String> {
+    let vocab = model.vocab();
+    let mut pieces = Utf8Pieces::default();
+    let mut stops = StopScanner::new(&options.stop);
+    let mut answer: Vec<LlamaToken> = Vec::new();
+    let mut first_token_at = None;
+    let limit = options.token_limit();
+    loop {
+        if client.events.is_closed() {
+            metrics.generation(prompt_len as u64, answer.len() as u64, Duration::ZERO);
+            return Ok(None);
+        }
+        let pos = prompt_len + answer.len();
+        if limit.is_some_and(|n| answer.len() >= n) || pos >= n_ctx as usize {
+            break;
+        }
+        let token = sampler.sample(context, batch.n_tokens() - 1);
+        if vocab.is_eog(token) {
+            break;
+        }
+        if first_token_at.is_none() {
+            first_token_at = Some(Instant::now());
+            metrics.first_token(client.arrived.elapsed());
+        }
+        answer.push(token);
+        let scanned = stops.push(&pieces.push(&vocab.token_to_piece(token, false, None)));
+        send_text(client, scanned.text);
+        if scanned.stopped {
+            // Nothing after a stop sequence is sent.
+            return Ok(Some(Generated {
+                reason: DoneReason::Stop,
+                answer,
+                first_token_at,
+            }));
+        }
+        batch.clear();
+        batch
+            .add(token, pos as i32, &[0], true)
+            .map_err(|e| e.to_string())?;
+        context
+            .decode(batch)
+            .map_err(|e| format!("generating failed: {e}"))?;
+    }
+    // The model or a limit ended it: what was held back is sent.
+    let mut rest = stops.push(&pieces.finish()).text;
+    rest.push_str(&stops.finish());
+    send_text(client, rest);
+    let cut_short =
+        limit.is_some_and(|n| answer.len() >= n) || prompt_len + answer.len() >= n_ctx as usize;
+    Ok(Some(Generated {
+        reason: if cut_short {
+            DoneReason::Length
+        } else {
+            DoneReason::Stop
+        },
+        answer,
+        first_token_at,
+    }))
+}
+
+fn send_text(client: &Client, text: String) {
+    if !text.is_empty() {
+        let _ = client.events.send(Event::Text(text));
     }
 }
 

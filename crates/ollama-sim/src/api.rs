@@ -541,6 +541,7 @@ impl Accepted {
 
 fn accept_chat(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
     let req: ChatRequest = typed(body)?;
+    // The model is checked before the messages, as Ollama does.
     resolve_model(&sim.config(), &req.fields.model)?;
     let mut messages = Vec::new();
     for m in req.messages.unwrap_or_default() {
