@@ -17,7 +17,7 @@ PACKAGES=(
   prometheus-postgres-exporter prometheus-redis-exporter
   curl jq ca-certificates gcc pkg-config python3 python3-venv procps iproute2
   # local-llm builds llama.cpp (C++, cmake) and its bindings (bindgen: libclang).
-  cmake clang libclang-dev
+  cmake g++ clang libclang-dev
 )
 
 # The compose test: Debian's Docker engine, debootstrap for the base image,
