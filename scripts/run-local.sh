@@ -151,12 +151,7 @@ choose_llm() {
   [ -z "${CHATBOT__CHAT__MODEL:-}" ] && MODEL=smollm2:135m
   launch local-llm LOCAL_LLM_PORT="$port" LOCAL_LLM_MODEL="$model_file" LOCAL_LLM_MODEL_NAME="$MODEL" \
     LOCAL_LLM_LOG_FORMAT=json
-  for _ in $(seq 120); do
-    curl -sf "$LLM_URL/readyz" >/dev/null && return
-    pid_alive "$STATE/local-llm.pid" || { tail -n 5 "$STATE/logs/local-llm.stdout" >&2; fail "local-llm exited"; }
-    sleep 0.5
-  done
-  fail "local-llm is not ready after 60 s; see $STATE/logs/local-llm.stdout"
+  wait_ready local-llm "$port"
 }
 
 start_services() {

@@ -117,8 +117,6 @@ pub struct Finished {
     pub generation_duration: Duration,
     /// The prompt's and the answer's token ids (generate's `context`).
     pub context: Vec<u64>,
-    /// What was left out of the prompt to fit the context.
-    pub cut: Cut,
 }
 
 /// What a generation sends, in order: text, then one `Done` or `Failed`.
@@ -277,6 +275,7 @@ impl Worker {
                 return;
             }
         };
+        let (default_ctx, context_train) = (info.context_default, info.context_train);
         let _ = loaded.send(Ok(info));
         let mut session = Session {
             backend: &backend,
@@ -284,7 +283,8 @@ impl Worker {
             template: &template,
             threads: i32::try_from(self.settings.threads.max(1)).unwrap_or(1),
             threads_batch: i32::try_from(self.settings.threads_batch.max(1)).unwrap_or(1),
-            default_ctx: self.settings.num_ctx,
+            default_ctx,
+            context_train,
             context: None,
         };
         loop {
@@ -396,7 +396,10 @@ struct Session<'m> {
     template: &'m LlamaChatTemplate,
     threads: i32,
     threads_batch: i32,
+    /// The context a request without `num_ctx` gets.
     default_ctx: u32,
+    /// The largest context a request may ask for.
+    context_train: u32,
     /// The context and its size, rebuilt when a request asks for another.
     context: Option<(u32, LlamaContext<'m>)>,
 }
@@ -477,11 +480,10 @@ impl<'m> Session<'m> {
             options,
             client,
         } = job;
-        let context_train = self.model.n_ctx_train().max(MIN_CONTEXT);
         let n_ctx = options
             .num_ctx
             .unwrap_or(self.default_ctx)
-            .clamp(MIN_CONTEXT, context_train);
+            .clamp(MIN_CONTEXT, self.context_train);
         let half = n_ctx as usize / 2;
         let reserve = options
             .token_limit()
@@ -536,7 +538,6 @@ impl<'m> Session<'m> {
                 .chain(&answer)
                 .map(|t| u64::try_from(t.0).unwrap_or_default())
                 .collect(),
-            cut,
         };
         let _ = client.events.send(Event::Done(Box::new(finished)));
         Ok(match reason {
@@ -695,11 +696,12 @@ fn sampler(model: &LlamaModel, options: &GenerationOptions) -> LlamaSampler {
 fn seed(requested: Option<i64>) -> u32 {
     match requested {
         Some(seed) if seed >= 0 => seed as u32,
+        // Each RandomState is freshly seeded by the standard library.
         _ => {
             use std::hash::{BuildHasher, Hasher};
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u128(Instant::now().elapsed().as_nanos());
-            hasher.finish() as u32
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish() as u32
         }
     }
 }
