@@ -57,9 +57,13 @@ def start(binary, model, threads):
         text=True,
     )
     for line in proc.stdout:
-        entry = json.loads(line)
-        if entry.get("message") == "listening":
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("message") == "listening" and "addr" in entry:
             return proc, f"http://{entry['addr']}"
+    proc.kill()
     sys.exit(f"local-llm did not start (exit {proc.wait()})")
 
 

@@ -14,9 +14,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use chatbot_common::server::resource;
 use ollama_wire::{
     AssistantMessage, ChatChunk, ChatRequest, Failure, GenerateChunk, GenerateRequest,
-    GenerationFields, KeepAlive, Metrics, ModelDetails, ModelList, OLLAMA_VERSION, PsModel,
-    ShowRequest, TagModel, encode, error, json_response, ndjson_line, now, read_json, timestamp,
-    typed,
+    GenerationBody, GenerationFields, KeepAlive, Metrics, ModelDetails, ModelList, OLLAMA_VERSION,
+    PsModel, ShowRequest, TagModel, encode, error, json_response, ndjson_line, now, read_json,
+    timestamp, typed, typed_generation,
 };
 
 use crate::engine::{Engine, Event, Finished, ModelInfo, Prompt};
@@ -250,7 +250,7 @@ fn accept_generate(info: &ModelInfo, req: GenerateRequest) -> Result<Accepted, F
 }
 
 /// Reads a generation request with `accept`, then answers it.
-async fn serve<R: serde::de::DeserializeOwned>(
+async fn serve<R: GenerationBody>(
     state: &State,
     payload: web::Payload,
     accept: fn(&ModelInfo, R) -> Result<Accepted, Failure>,
@@ -258,7 +258,7 @@ async fn serve<R: serde::de::DeserializeOwned>(
     let arrived = Instant::now();
     let accepted = read_json(payload)
         .await
-        .and_then(typed)
+        .and_then(typed_generation)
         .and_then(|req| accept(state.engine.info(), req));
     match accepted {
         Ok(accepted) => answer(state, accepted, arrived).await,

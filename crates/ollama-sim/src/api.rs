@@ -13,6 +13,7 @@ use ollama_wire::{
     AssistantMessage, ChatChunk, ChatRequest, Failure, GenerateChunk, GenerateRequest,
     GenerationFields, KeepAlive, Metrics, ModelList, OLLAMA_VERSION, PsModel, ShowRequest,
     TagModel, encode, error, json_response, ndjson_line, now, read_json, timestamp, typed,
+    typed_generation,
 };
 
 use crate::config::SimConfig;
@@ -540,7 +541,7 @@ impl Accepted {
 }
 
 fn accept_chat(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
-    let req: ChatRequest = typed(body)?;
+    let req: ChatRequest = typed_generation(body)?;
     // The model is checked before the messages, as Ollama does.
     resolve_model(&sim.config(), &req.fields.model)?;
     let mut messages = Vec::new();
@@ -552,7 +553,7 @@ fn accept_chat(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
 }
 
 fn accept_generate(sim: &Sim, body: Value) -> Result<Accepted, Failure> {
-    let req: GenerateRequest = typed(body)?;
+    let req: GenerateRequest = typed_generation(body)?;
     let prompt = req.prompt.unwrap_or_default();
     let messages = if prompt.is_empty() {
         Vec::new()

@@ -18,8 +18,8 @@ pub use answer::{
 };
 pub use names::{DEFAULT_KEEP_ALIVE, KeepAlive, canonical, find, parse_keep_alive};
 pub use request::{
-    ChatRequest, Failure, GenerateRequest, GenerationFields, MAX_BODY_BYTES, ShowRequest,
-    WireMessage, read_json, typed,
+    ChatRequest, Failure, GenerateRequest, GenerationBody, GenerationFields, MAX_BODY_BYTES,
+    ShowRequest, WireMessage, read_json, typed, typed_generation,
 };
 
 /// The Ollama version these services report at `/api/version`.

@@ -44,7 +44,7 @@ impl WireMessage {
 }
 
 /// What `/api/chat` and `/api/generate` both take.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct GenerationFields {
     /// The model name as the client spelled it.
     #[serde(default)]
@@ -87,8 +87,8 @@ impl GenerationFields {
 /// The body of `POST /api/chat`.
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
-    /// Model, stream, options, format, keep_alive.
-    #[serde(flatten)]
+    /// Model, stream, options, format, keep_alive ([`typed_generation`]).
+    #[serde(skip)]
     pub fields: GenerationFields,
     /// The conversation; empty or absent loads (or unloads) the model.
     #[serde(default)]
@@ -101,8 +101,8 @@ pub struct ChatRequest {
 /// The body of `POST /api/generate`.
 #[derive(Debug, Deserialize)]
 pub struct GenerateRequest {
-    /// Model, stream, options, format, keep_alive.
-    #[serde(flatten)]
+    /// Model, stream, options, format, keep_alive ([`typed_generation`]).
+    #[serde(skip)]
     pub fields: GenerationFields,
     /// The prompt; empty or absent loads (or unloads) the model.
     #[serde(default)]
@@ -113,6 +113,38 @@ pub struct GenerateRequest {
     /// The prompt as is, without the chat template.
     #[serde(default)]
     pub raw: Option<bool>,
+}
+
+/// A generation body: its route's own fields and the shared
+/// [`GenerationFields`].
+pub trait GenerationBody: DeserializeOwned {
+    /// Where the shared fields go.
+    fn fields_mut(&mut self) -> &mut GenerationFields;
+}
+
+impl GenerationBody for ChatRequest {
+    fn fields_mut(&mut self) -> &mut GenerationFields {
+        &mut self.fields
+    }
+}
+
+impl GenerationBody for GenerateRequest {
+    fn fields_mut(&mut self) -> &mut GenerationFields {
+        &mut self.fields
+    }
+}
+
+/// `value` as a generation body, or a 400 with the parser's message. The
+/// shared fields and the route's own are read in two passes over the
+/// parsed JSON: `#[serde(flatten)]` would buffer a copy of every field (the
+/// whole conversation) first, which the simulator's benchmark role cannot
+/// afford.
+pub fn typed_generation<T: GenerationBody>(value: Value) -> Result<T, Failure> {
+    let bad = |e: serde_json::Error| Failure::bad_request(e.to_string());
+    let fields = GenerationFields::deserialize(&value).map_err(bad)?;
+    let mut body = T::deserialize(&value).map_err(bad)?;
+    *body.fields_mut() = fields;
+    Ok(body)
 }
 
 /// The body of `POST /api/show`.
